@@ -1,0 +1,72 @@
+"""Payload encoding: JSON, never pickle.
+
+orjson does the work; values it would change (NaN, tuples, 64-bit overflow) are caught
+by one walk over the data first. Integers beyond 64 bits make the payload go through the
+standard library's json module instead, so they round-trip exactly; the record header
+notes which encoder was used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from .errors import EncodeError
+
+_INT64_MIN = -(2**63)
+_UINT64_MAX = 2**64 - 1
+_MAX_DEPTH = 64
+
+
+def _check(value: Any, path: str, depth: int) -> bool:
+    """Refuse what JSON would not give back unchanged; return True if a big int was seen."""
+    if depth > _MAX_DEPTH:
+        raise EncodeError(f"session value at {path} is nested deeper than {_MAX_DEPTH} levels")
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return False
+    if kind is int:
+        return not (_INT64_MIN <= value <= _UINT64_MAX)
+    if kind is float:
+        if not math.isfinite(value):
+            raise EncodeError(f"session value at {path} is {value!r}, which JSON cannot hold")
+        return False
+    if kind is dict:
+        big = False
+        for k, v in value.items():
+            if type(k) is not str:
+                raise EncodeError(f"session key {k!r} at {path} is not a str")
+            big = _check(v, f"{path}[{k!r}]", depth + 1) or big
+        return big
+    if kind is list:
+        big = False
+        for i, v in enumerate(value):
+            big = _check(v, f"{path}[{i}]", depth + 1) or big
+        return big
+    raise EncodeError(
+        f"session value at {path} is a {kind.__name__}; store only str, int, float, bool, "
+        "None, list and dict (convert it first, e.g. a datetime to an ISO string)"
+    )
+
+
+def encode(data: Mapping[str, Any]) -> tuple[bytes, bool]:
+    """Encode session data; returns the bytes and whether the big-int encoder was needed."""
+    if type(data) is not dict:
+        data = dict(data)
+    big = _check(data, "session", 0)
+    if big:
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return text.encode("utf-8"), True
+    return orjson.dumps(data), False
+
+
+def decode(raw: bytes, big: bool) -> dict[str, Any]:
+    """Decode what :func:`encode` produced; raises ValueError on anything else."""
+    value = json.loads(raw) if big else orjson.loads(raw)
+    if type(value) is not dict:
+        raise ValueError("session payload is not a JSON object")
+    return value

@@ -1,0 +1,122 @@
+"""Every option, validated once when the Config is made.
+
+Each field's comment names the PHP ini directive it mirrors, where one exists, so PHP
+users find their way. Times are in seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import ConfigError
+
+LockMode = Literal["exclusive", "optimistic", "none"]
+Resolution = Literal["raise", "mine", "theirs"]
+FingerprintPart = Literal["user_agent", "ip"]
+
+# RFC 6265 cookie-name token, minus what PHP's session.name also refuses.
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-^_`|~0-9A-Za-z]+")
+_ATTR_FORBIDDEN = re.compile(r"[;\x00-\x1f\x7f,]")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Session options. Defaults follow PHP 8.6's secure defaults, tightened where noted."""
+
+    # --- cookie -----------------------------------------------------------------------
+    cookie_name: str = "session"  # session.name
+    cookie_path: str = "/"  # session.cookie_path
+    cookie_domain: str | None = None  # session.cookie_domain
+    cookie_secure: bool = True  # session.cookie_secure (on by default, unlike PHP)
+    cookie_httponly: bool = True  # session.cookie_httponly
+    cookie_samesite: Literal["Lax", "Strict", "None"] | None = "Lax"  # session.cookie_samesite
+    cookie_partitioned: bool = False  # session.cookie_partitioned (needs cookie_secure)
+    cookie_lifetime: float = 0  # session.cookie_lifetime: 0 = browser-session cookie
+    # --- ids ----------------------------------------------------------------------------
+    id_bytes: int = 32  # random bytes per id (PHP: sid_length x sid_bits_per_character)
+    # --- expiry -------------------------------------------------------------------------
+    idle_timeout: float = 1440  # session.gc_maxlifetime: idle time before a session expires
+    absolute_timeout: float = 12 * 3600  # no PHP ini: hard cap from creation
+    touch_threshold: float = 60  # Symfony's metadata update threshold for lazy touches
+    gc_probability: int = 1  # session.gc_probability
+    gc_divisor: int = 100  # session.gc_divisor
+    # --- writes -------------------------------------------------------------------------
+    lazy_write: bool = True  # session.lazy_write
+    max_bytes: int = 256 * 1024  # largest encoded session accepted (SessionTooLarge)
+    # --- locking ------------------------------------------------------------------------
+    lock_mode: LockMode = "exclusive"  # PHP's files handler locks; see docs/locking.md
+    lock_lease: float = 30  # a lock is dropped after this long even if never released
+    lock_wait: float = 10  # how long to wait for a busy lock before LockTimeout
+    lock_backoff: float = 0.002  # first retry delay; doubles, with jitter, up to lock_backoff_max
+    lock_backoff_max: float = 0.1
+    conflict_resolution: Resolution = "raise"  # optimistic: same key changed by both
+    # --- hijack defences ----------------------------------------------------------------
+    fingerprint: tuple[FingerprintPart, ...] = ("user_agent",)
+    ipv4_prefix: int = 24  # with "ip" in fingerprint: bits of an IPv4 address bound
+    ipv6_prefix: int = 64  # with "ip" in fingerprint: bits of an IPv6 address bound
+    fingerprint_policy: Literal["reset", "flag"] = "reset"
+    regenerate_grace: float = 0  # old id keeps working this long after regenerate_id
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def host_prefixed(self) -> bool:
+        return self.cookie_name.startswith("__Host-")
+
+
+def _validate(c: Config) -> None:
+    if not _COOKIE_NAME.fullmatch(c.cookie_name) or c.cookie_name.isdigit():
+        raise ConfigError(
+            f"cookie_name {c.cookie_name!r} must be a non-numeric RFC 6265 token "
+            "(letters, digits and !#$%&'*+-^_`|~)"
+        )
+    for name in ("cookie_path", "cookie_domain"):
+        value = getattr(c, name)
+        if value is not None and _ATTR_FORBIDDEN.search(value):
+            raise ConfigError(f"{name} must not contain ';', ',', control characters or NUL")
+    if not c.cookie_path.startswith("/"):
+        raise ConfigError("cookie_path must start with '/'")
+    if c.cookie_samesite not in ("Lax", "Strict", "None", None):
+        raise ConfigError("cookie_samesite must be 'Lax', 'Strict', 'None' or None")
+    if c.cookie_samesite == "None" and not c.cookie_secure:
+        raise ConfigError("cookie_samesite='None' requires cookie_secure=True (browsers refuse it)")
+    if c.cookie_partitioned and not c.cookie_secure:
+        raise ConfigError("cookie_partitioned requires cookie_secure=True")
+    if c.cookie_name.startswith(("__Secure-", "__Host-")) and not c.cookie_secure:
+        raise ConfigError("a __Secure- or __Host- cookie name requires cookie_secure=True")
+    if c.host_prefixed and (c.cookie_domain or c.cookie_path != "/"):
+        raise ConfigError("a __Host- cookie must have cookie_path='/' and no cookie_domain")
+    if not 32 <= c.id_bytes <= 64:
+        raise ConfigError("id_bytes must be between 32 (256 bits) and 64")
+    _positive(c, "idle_timeout", "absolute_timeout", "lock_lease", "max_bytes")
+    _non_negative(c, "touch_threshold", "lock_wait", "regenerate_grace", "cookie_lifetime")
+    _positive(c, "lock_backoff", "lock_backoff_max")
+    if c.touch_threshold >= c.idle_timeout:
+        raise ConfigError("touch_threshold must be shorter than idle_timeout")
+    if c.gc_probability < 0 or c.gc_divisor <= 0:
+        raise ConfigError("gc_probability must be >= 0 and gc_divisor > 0")
+    if c.lock_mode not in ("exclusive", "optimistic", "none"):
+        raise ConfigError("lock_mode must be 'exclusive', 'optimistic' or 'none'")
+    if c.conflict_resolution not in ("raise", "mine", "theirs"):
+        raise ConfigError("conflict_resolution must be 'raise', 'mine' or 'theirs'")
+    if not set(c.fingerprint) <= {"user_agent", "ip"}:
+        raise ConfigError("fingerprint parts must be among 'user_agent' and 'ip'")
+    if not 0 < c.ipv4_prefix <= 32 or not 0 < c.ipv6_prefix <= 128:
+        raise ConfigError("ipv4_prefix must be 1..32 and ipv6_prefix 1..128")
+    if c.fingerprint_policy not in ("reset", "flag"):
+        raise ConfigError("fingerprint_policy must be 'reset' or 'flag'")
+
+
+def _positive(c: Config, *names: str) -> None:
+    for name in names:
+        if not getattr(c, name) > 0:
+            raise ConfigError(f"{name} must be greater than 0")
+
+
+def _non_negative(c: Config, *names: str) -> None:
+    for name in names:
+        if not getattr(c, name) >= 0:
+            raise ConfigError(f"{name} must be 0 or more")

@@ -1,0 +1,344 @@
+"""The session lifecycle as pure decisions: no I/O, no clock of its own.
+
+Given a cookie value, what a store returned and the time, the engine decides: which id
+to use, whether stored data may be used (strict mode, expiry, fingerprint), and what to
+send back to the store (write, touch, release, nothing) and to the browser (a cookie or
+not). The session layer carries the decisions out against a sync or an async store.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import codec, ids, record
+from .config import Config
+from .errors import SessionConflict, SessionTooLarge
+from .record import Header
+from .stores.base import MUST_CREATE, MUST_EXIST, Stored
+
+log = logging.getLogger("coatcheck")
+security_log = logging.getLogger("coatcheck.security")
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """What the request tells about the client, for fingerprint binding.
+
+    ``ip`` must already be the trusted client address (the web layer resolves proxies).
+    """
+
+    user_agent: str = ""
+    ip: str | None = None
+
+
+@dataclass(slots=True)
+class State:
+    """One request's view of one session."""
+
+    id: str
+    key: str
+    header: Header
+    data: dict[str, Any]
+    snapshot: bytes | None = None  # data bytes as read, for lazy write and merges
+    version: int = 0  # 0: not in the store yet
+    expires_at: float = 0.0  # the stored idle deadline
+    token: str | None = None  # lock token held, if any
+    is_new: bool = True
+    is_expired: bool = False
+    is_bad_hash: bool = False
+    cookie_id_sent: bool = False  # the browser's cookie already carries this id
+    header_dirty: bool = False
+    force_touch: bool = False
+    retired: list[Retired] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Retired:
+    """An id given up by regenerate_id: destroyed, or left as a tombstone for a grace window."""
+
+    key: str
+    token: str | None
+    tombstone: bytes | None
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """The outcome of looking at what a store returned for a cookie's id."""
+
+    state: State | None  # None: follow ``follow`` instead
+    discard: str | None = None  # key whose stored record must be destroyed
+    follow: str | None = None  # id a tombstone points to, within its grace window
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    payload: bytes
+    expires_at: float
+    expect: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Nothing:
+    pass
+
+
+Plan = Write | Touch | Release | Nothing
+
+
+@dataclass(frozen=True, slots=True)
+class CookieAction:
+    """``value`` None means delete the cookie."""
+
+    value: str | None
+    max_age: int | None
+
+
+class Engine:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    # --- ids ----------------------------------------------------------------------------
+
+    def parse(self, cookie_value: str | None) -> str | None:
+        """The id from a cookie, or None when there is none or it is malformed."""
+        if cookie_value is None:
+            return None
+        if ids.is_well_formed(cookie_value, self.config.id_bytes):
+            return cookie_value
+        security_log.warning("malformed session cookie ignored (length %d)", len(cookie_value))
+        return None
+
+    def fresh(self, now: float, client: Client, new_id: str | None = None) -> State:
+        """A new, empty session that exists nowhere until something is written to it."""
+        sid = new_id or ids.new_id(self.config.id_bytes)
+        header = Header(created=now, fingerprint=self.fingerprint(sid, client))
+        return State(id=sid, key=ids.storage_key(sid), header=header, data={})
+
+    def fingerprint(self, sid: str, client: Client) -> str | None:
+        parts = []
+        for part in self.config.fingerprint:
+            if part == "user_agent":
+                parts.append(client.user_agent)
+            else:
+                parts.append(_ip_prefix(client.ip, self.config))
+        if not parts:
+            return None
+        return ids.keyed_hash(sid, b"fingerprint", "\0".join(parts).encode("utf-8", "replace"))
+
+    # --- load ---------------------------------------------------------------------------
+
+    def load(
+        self, sid: str, stored: Stored | None, client: Client, now: float, *, followed: bool
+    ) -> Loaded:
+        """Decide what a request may use, given what the store holds under the id's key."""
+        key = ids.storage_key(sid)
+
+        def start_over(**flags: bool) -> Loaded:
+            state = self.fresh(now, client)
+            state.is_expired = flags.get("expired", False)
+            state.is_bad_hash = flags.get("bad_hash", False)
+            return Loaded(state, discard=key if stored is not None else None)
+
+        if stored is None:
+            return start_over()
+        try:
+            header, data_bytes = record.unpack(stored.payload)
+            data = codec.decode(data_bytes, header.big)
+        except ValueError:
+            security_log.warning("corrupt session record discarded; a fresh session was issued")
+            return start_over()
+        if header.successor is not None:
+            return self._tombstone(sid, header, now, followed, start_over)
+        if self.expired(header, stored.expires_at, now):
+            return start_over(expired=True)
+        state = State(
+            id=sid,
+            key=key,
+            header=header,
+            data=data,
+            snapshot=data_bytes,
+            version=stored.version,
+            expires_at=stored.expires_at,
+            is_new=False,
+            cookie_id_sent=not followed,
+        )
+        expected = self.fingerprint(sid, client)
+        if expected is not None and not ids.same(header.fingerprint or "", expected):
+            security_log.warning(
+                "session fingerprint mismatch (policy %s)", self.config.fingerprint_policy
+            )
+            if self.config.fingerprint_policy == "reset":
+                return start_over(bad_hash=True)
+            state.is_bad_hash = True
+        return Loaded(state)
+
+    def _tombstone(
+        self, sid: str, header: Header, now: float, followed: bool, start_over: Any
+    ) -> Loaded:
+        successor = ids.open_successor(sid, header.successor or "")
+        live = header.grace_until is not None and header.grace_until > now
+        if (
+            live
+            and not followed
+            and successor
+            and ids.is_well_formed(successor, self.config.id_bytes)
+        ):
+            return Loaded(None, follow=successor)
+        if not live:
+            security_log.warning("a regenerated-away session id was used after its grace window")
+        result: Loaded = start_over()
+        return result
+
+    def expired(self, header: Header, expires_at: float, now: float) -> bool:
+        absolute = header.absolute or self.config.absolute_timeout
+        return expires_at <= now or now - header.created >= absolute
+
+    def deadline(self, header: Header, now: float) -> float:
+        idle = header.idle or self.config.idle_timeout
+        absolute = header.absolute or self.config.absolute_timeout
+        return min(now + idle, header.created + absolute)
+
+    # --- save ---------------------------------------------------------------------------
+
+    def plan(self, state: State, now: float, mode: str) -> Plan:
+        """What to send the store at write_close. Raises EncodeError or SessionTooLarge."""
+        data_bytes, big = codec.encode(state.data)
+        if state.version == 0 and not state.data and not state.header_dirty:
+            return Nothing()  # an untouched new session creates nothing
+        changed = data_bytes != state.snapshot or state.header_dirty
+        deadline = self.deadline(state.header, now)
+        if state.version == 0 or changed or not self.config.lazy_write:
+            state.header.big = big
+            payload = record.pack(state.header, data_bytes)
+            if len(payload) > self.config.max_bytes:
+                raise SessionTooLarge(len(payload), self.config.max_bytes)
+            if state.version == 0:
+                expect: int | None = MUST_CREATE
+            elif mode == "exclusive" and state.token is not None:
+                expect = None
+            elif mode == "optimistic":
+                expect = state.version
+            else:
+                expect = MUST_EXIST
+            return Write(payload, deadline, expect)
+        if state.force_touch or deadline - state.expires_at >= self.config.touch_threshold:
+            return Touch(deadline)
+        return Release() if state.token is not None else Nothing()
+
+    def merge(self, state: State, theirs_stored: Stored) -> dict[str, Any]:
+        """Optimistic mode: apply this request's changes onto what another request wrote."""
+        base = codec.decode(state.snapshot, state.header.big) if state.snapshot else {}
+        their_header, theirs_bytes = record.unpack(theirs_stored.payload)
+        theirs = codec.decode(theirs_bytes, their_header.big)
+        mine = state.data
+        merged = dict(theirs)
+        conflicts = []
+        for k in set(base) | set(mine):
+            b, m = base.get(k, _MISSING), mine.get(k, _MISSING)
+            if _equal(b, m):
+                continue  # not changed by this request
+            t = theirs.get(k, _MISSING)
+            if not _equal(t, b) and not _equal(t, m):
+                conflicts.append(k)
+                if self.config.conflict_resolution == "theirs":
+                    continue
+            if m is _MISSING:
+                merged.pop(k, None)
+            else:
+                merged[k] = m
+        if conflicts and self.config.conflict_resolution == "raise":
+            raise SessionConflict(conflicts)
+        return merged
+
+    # --- regenerate ---------------------------------------------------------------------
+
+    def regenerate(
+        self, state: State, now: float, client: Client, *, delete_old: bool, grace: float | None
+    ) -> State:
+        """Move the session's data to a fresh id; the old id is retired at write_close."""
+        new = self.fresh(now, client)
+        grace = self.config.regenerate_grace if grace is None else grace
+        if state.version:
+            tombstone = None
+            if grace > 0:
+                head = Header(
+                    created=state.header.created,
+                    successor=ids.seal_successor(state.id, new.id),
+                    grace_until=now + grace,
+                )
+                tombstone = record.pack(head, b"{}")
+            if delete_old or tombstone is not None:
+                state.retired.append(Retired(state.key, state.token, tombstone, now + grace))
+            elif state.token is not None:
+                state.retired.append(Retired(state.key, state.token, None, -1.0))
+        new.header = Header(
+            created=state.header.created,
+            idle=state.header.idle,
+            absolute=state.header.absolute,
+            fingerprint=new.header.fingerprint,
+        )
+        new.data = state.data
+        new.retired = state.retired
+        new.is_new = state.is_new
+        return new
+
+    # --- cookie and gc ------------------------------------------------------------------
+
+    def cookie(
+        self, state: State, plan: Plan, destroyed: bool, had_cookie: bool
+    ) -> CookieAction | None:
+        """What Set-Cookie to send after write_close."""
+        if destroyed:
+            return CookieAction(None, 0) if had_cookie else None
+        if isinstance(plan, Nothing | Release):
+            return None
+        persistent = self.max_age(state)
+        if not state.cookie_id_sent or (persistent is not None and isinstance(plan, Write | Touch)):
+            return CookieAction(state.id, persistent)
+        return None
+
+    def max_age(self, state: State) -> int | None:
+        if state.header.idle:
+            return int(state.header.idle)
+        return int(self.config.cookie_lifetime) or None
+
+    def gc_due(self) -> bool:
+        c = self.config
+        return c.gc_probability > 0 and secrets.randbelow(c.gc_divisor) < c.gc_probability
+
+
+class _Missing:
+    pass
+
+
+_MISSING: Any = _Missing()
+
+
+def _equal(a: Any, b: Any) -> bool:
+    return a is b or (type(a) is type(b) and a == b)
+
+
+def _ip_prefix(ip: str | None, config: Config) -> str:
+    if not ip:
+        return ""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ""
+    bits = config.ipv4_prefix if addr.version == 4 else config.ipv6_prefix
+    return str(ipaddress.ip_network(f"{addr}/{bits}", strict=False))

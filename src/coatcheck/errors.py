@@ -1,0 +1,63 @@
+"""The exceptions coatcheck raises.
+
+Each message is safe to log: it never holds a raw session id or a credential.
+"""
+
+from __future__ import annotations
+
+
+class CoatcheckError(Exception):
+    """Base class of every coatcheck error."""
+
+
+class ConfigError(CoatcheckError, ValueError):
+    """An option is invalid; raised once, at start-up."""
+
+
+class StoreUnavailable(CoatcheckError):
+    """The store could not be reached or failed; the request should get a 503."""
+
+
+class LockTimeout(CoatcheckError):
+    """The session's lock was still held by another request when the lock wait ran out."""
+
+
+class LockLost(CoatcheckError):
+    """This request's lease on the session lock expired and another request may have taken it.
+
+    Nothing was written: the fencing check refused the write.
+    """
+
+
+class SessionConflict(CoatcheckError):
+    """Optimistic mode: another request changed the same keys of this session meanwhile."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+        super().__init__(
+            f"session changed concurrently on {len(keys)} key(s): {', '.join(sorted(keys)[:10])}"
+        )
+
+
+class SessionTooLarge(CoatcheckError):
+    """The encoded session exceeds ``max_bytes``; nothing was written."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"encoded session is {size} bytes, over the max_bytes limit of {limit}")
+
+
+class EncodeError(CoatcheckError, TypeError):
+    """A session value cannot be stored as JSON without changing it."""
+
+
+class SessionClosed(CoatcheckError):
+    """The session was already written or closed; start a new one to change it."""
+
+
+class VersionMismatch(CoatcheckError):
+    """Store-level: a conditional write found a different version than expected.
+
+    Stores raise it; the session layer turns it into a merge, a retry or SessionConflict.
+    """

@@ -1,0 +1,95 @@
+"""Session ids: generation, syntax check, and the storage key derived from an id.
+
+An id is ``id_bytes`` (default 32, so 256 bits) from :mod:`secrets`, base64url without
+padding. Stores only ever see :func:`storage_key` of it, a SHA-256 hex digest, so a leaked
+store does not hand out live session ids.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+
+_URLSAFE = re.compile(rb"[A-Za-z0-9_-]+")
+
+
+def id_length(id_bytes: int) -> int:
+    """Length in characters of an unpadded base64url id of ``id_bytes`` bytes."""
+    return (id_bytes * 8 + 5) // 6
+
+
+def new_id(id_bytes: int = 32) -> str:
+    """A fresh session id (PHP's create_sid)."""
+    return secrets.token_urlsafe(id_bytes)
+
+
+def is_well_formed(value: str | None, id_bytes: int = 32) -> bool:
+    """True when ``value`` has exactly the length and alphabet of an id we issue.
+
+    Checked before any store call, so a malformed cookie (empty, huge, NUL, CR/LF,
+    ``../``, quotes, non-ASCII) never reaches a store.
+    """
+    if not value or len(value) != id_length(id_bytes):
+        return False
+    try:
+        raw = value.encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    return _URLSAFE.fullmatch(raw) is not None
+
+
+def storage_key(session_id: str) -> str:
+    """The key a store files a session under: SHA-256 of the id, 64 hex characters."""
+    return hashlib.sha256(session_id.encode("ascii")).hexdigest()
+
+
+def keyed_hash(session_id: str, purpose: bytes, message: bytes) -> str:
+    """A keyed BLAKE2b MAC, keyed by a hash of the session id, for fingerprints and such.
+
+    The store never holds the raw id, so it cannot recompute or brute-force these.
+    """
+    key = hashlib.sha256(session_id.encode("ascii")).digest()
+    return hashlib.blake2b(message, key=key, person=purpose[:16], digest_size=32).hexdigest()
+
+
+def seal_successor(old_id: str, new_id_value: str) -> str:
+    """Encrypt the id a session moved to under a pad derived from the old id.
+
+    Used for the regeneration grace window: a request still carrying the old id can find
+    the new one, but the store (which only knows hashes) cannot.
+    """
+    raw = new_id_value.encode("ascii")
+    pad = _pad(old_id, len(raw))
+    return base64.urlsafe_b64encode(bytes(a ^ b for a, b in zip(raw, pad, strict=True))).decode()
+
+
+def open_successor(old_id: str, sealed: str) -> str | None:
+    """Reverse :func:`seal_successor`; None when the sealed value is not valid."""
+    try:
+        raw = base64.urlsafe_b64decode(sealed.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        return None
+    pad = _pad(old_id, len(raw))
+    try:
+        return bytes(a ^ b for a, b in zip(raw, pad, strict=True)).decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
+def _pad(old_id: str, length: int) -> bytes:
+    out = b""
+    counter = 0
+    while len(out) < length:
+        out += hmac.new(
+            old_id.encode("ascii"), b"successor" + counter.to_bytes(4, "big"), "sha256"
+        ).digest()
+        counter += 1
+    return out[:length]
+
+
+def same(a: str, b: str) -> bool:
+    """Constant-time string comparison."""
+    return hmac.compare_digest(a.encode(), b.encode())

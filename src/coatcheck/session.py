@@ -1,0 +1,534 @@
+"""Session and AsyncSession: the mapping an app sees, driving a store.
+
+Every operation is written once, as a generator that yields store calls and sleeps
+(:class:`Call`, :class:`Sleep`) and receives their results. :class:`Session` runs those
+generators against a sync store, :class:`AsyncSession` against an async one, so the two
+cannot drift apart. Decisions come from :class:`~coatcheck.engine.Engine`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Generator, Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from . import ids
+from .config import Config, LockMode
+from .engine import Client, CookieAction, Engine, Nothing, Plan, Release, State, Touch, Write
+from .errors import LockLost, LockTimeout, SessionClosed, VersionMismatch
+from .locks import backoff, new_token
+from .stores.base import LOCKED, MUST_CREATE, AsyncStore, LockRequest, Store, Stored
+from .web.cookies import set_cookie
+
+log = logging.getLogger("coatcheck")
+
+T = TypeVar("T")
+S = TypeVar("S", bound=Store | AsyncStore)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A store method call, yielded by a flow."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+Op = Call | Sleep
+Flow = Generator[Op, Any, T]
+
+_MAX_WRITE_ATTEMPTS = 5
+
+
+class _Core:
+    """The state and flows of one session in one request; no I/O of its own."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Callable[[], float],
+        client: Client,
+        *,
+        read_only: bool,
+        mode: LockMode,
+    ) -> None:
+        self.engine = engine
+        self.config = engine.config
+        self.clock = clock
+        self.client = client
+        self.read_only = read_only
+        self.mode: LockMode = mode
+        self.state: State = None  # type: ignore[assignment]  # set by start()
+        self.closed = False
+        self.destroyed = False
+        self.had_cookie = False
+        self.plan: Plan = Nothing()
+
+    # --- start --------------------------------------------------------------------------
+
+    def start(self, cookie_value: str | None) -> Flow[None]:
+        eng = self.engine
+        self.had_cookie = cookie_value is not None
+        sid = eng.parse(cookie_value)
+        followed = False
+        if sid is None:
+            self.state = eng.fresh(self.clock(), self.client)
+        while sid is not None:
+            key = ids.storage_key(sid)
+            locking = self.mode == "exclusive" and not self.read_only
+            token = new_token() if locking else None
+            stored = yield from self._read(key, token)
+            loaded = eng.load(sid, stored, self.client, self.clock(), followed=followed)
+            if loaded.discard is not None:
+                yield Call("destroy", (loaded.discard,))
+            elif token is not None and stored is not None and loaded.state is None:
+                yield Call("release", (key, token))
+            if loaded.follow is not None:
+                sid, followed = loaded.follow, True
+                continue
+            assert loaded.state is not None
+            self.state = loaded.state
+            if token is not None and stored is not None and loaded.discard is None:
+                self.state.token = token
+            break
+        if self.read_only:
+            self.closed = True
+        elif eng.gc_due():
+            yield Call("gc")
+
+    def _read(self, key: str, token: str | None) -> Flow[Stored | None]:
+        c = self.config
+        lock = LockRequest(token, c.lock_lease) if token is not None else None
+        result = yield Call("read", (key, lock))
+        if result is LOCKED:
+            for delay in backoff(c.lock_backoff, c.lock_backoff_max, c.lock_wait):
+                yield Sleep(delay)
+                result = yield Call("read", (key, lock))
+                if result is not LOCKED:
+                    break
+            else:
+                raise LockTimeout(
+                    f"session is locked by another request; gave up after {c.lock_wait:g}s"
+                )
+        assert result is None or isinstance(result, Stored)
+        return result
+
+    # --- save ---------------------------------------------------------------------------
+
+    def save(self) -> Flow[None]:
+        if self.closed:
+            return
+        try:
+            self.plan = yield from self._persist()
+            yield from self._retire()
+        except BaseException:
+            yield from self._release_quietly()
+            raise
+        finally:
+            self.closed = True
+
+    def _persist(self) -> Flow[Plan]:
+        state, eng = self.state, self.engine
+        for _ in range(_MAX_WRITE_ATTEMPTS):
+            plan = eng.plan(state, self.clock(), self.mode)
+            try:
+                yield from self._carry_out(plan)
+                return plan
+            except VersionMismatch:
+                assert isinstance(plan, Write)
+                if plan.expect == MUST_CREATE:  # id collision: take another id
+                    new = eng.fresh(state.header.created, self.client)
+                    state.id, state.key = new.id, new.key
+                    state.header.fingerprint = new.header.fingerprint
+                    continue
+                theirs = yield Call("read", (state.key, None))
+                if theirs is None or self.mode != "optimistic":
+                    log.info("session was destroyed by a concurrent request; write dropped")
+                    return Nothing()
+                state.data = eng.merge(state, theirs)
+                state.version = theirs.version
+                state.snapshot = None
+        raise LockLost("session kept changing under concurrent writes; nothing was written")
+
+    def _carry_out(self, plan: Plan) -> Flow[None]:
+        state = self.state
+        token = state.token
+        if isinstance(plan, Write):
+            state.version = yield Call(
+                "write",
+                (state.key, plan.payload, plan.expires_at),
+                {"expect": plan.expect, "token": token},
+            )
+            state.expires_at = plan.expires_at
+        elif isinstance(plan, Touch):
+            yield Call("update_timestamp", (state.key, plan.expires_at), {"token": token})
+            state.expires_at = plan.expires_at
+        elif isinstance(plan, Release):
+            assert token is not None
+            yield Call("release", (state.key, token))
+        state.token = None
+
+    def _retire(self) -> Flow[None]:
+        for old in self.state.retired:
+            if old.tombstone is not None:
+                try:
+                    yield Call(
+                        "write",
+                        (old.key, old.tombstone, old.until),
+                        {"expect": None, "token": old.token},
+                    )
+                except LockLost:
+                    yield Call("destroy", (old.key,))
+            elif old.until >= 0:
+                yield Call("destroy", (old.key,))
+            elif old.token is not None:
+                yield Call("release", (old.key, old.token))
+        self.state.retired = []
+
+    def _release_quietly(self) -> Flow[None]:
+        """Give back every lock this session holds; errors here are logged, not raised."""
+        held = [(self.state.key, self.state.token)]
+        held += [(r.key, r.token) for r in self.state.retired]
+        for key, token in held:
+            if token is None:
+                continue
+            try:
+                yield Call("release", (key, token))
+            except Exception:
+                log.warning(
+                    "could not release a session lock; its lease will expire", exc_info=True
+                )
+        self.state.token = None
+        self.state.retired = []
+
+    # --- other lifecycle calls ----------------------------------------------------------
+
+    def abort(self) -> Flow[None]:
+        if not self.closed:
+            try:
+                yield from self._release_quietly()
+            finally:
+                self.closed = True
+
+    def reset(self) -> Flow[None]:
+        self._check_open()
+        state = self.state
+        state.retired = []
+        if state.version == 0:
+            state.data = {}
+            return
+        lock = LockRequest(state.token, self.config.lock_lease) if state.token else None
+        stored = yield Call("read", (state.key, lock))
+        loaded = self.engine.load(state.id, stored, self.client, self.clock(), followed=False)
+        if loaded.state is None or loaded.state.is_new:
+            state.data, state.snapshot, state.version = {}, None, 0
+            return
+        token = state.token
+        self.state = loaded.state
+        self.state.token = token
+
+    def destroy(self, restart: bool) -> Flow[None]:
+        state = self.state
+        if state.version:
+            yield Call("destroy", (state.key,))
+        for old in state.retired:
+            yield Call("destroy", (old.key,))
+        self.destroyed = True
+        self.state = self.engine.fresh(self.clock(), self.client)
+        self.closed = not restart
+        if not restart:
+            self.plan = Nothing()
+
+    def gc(self) -> Flow[int]:
+        removed = yield Call("gc")
+        assert isinstance(removed, int)
+        return removed
+
+    def regenerate(self, delete_old: bool, grace: float | None) -> None:
+        self._check_open()
+        self.state = self.engine.regenerate(
+            self.state, self.clock(), self.client, delete_old=delete_old, grace=grace
+        )
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise SessionClosed("the session is closed (written, aborted, destroyed or read-only)")
+
+    def cookie(self) -> CookieAction | None:
+        if not self.closed:
+            return None
+        return self.engine.cookie(self.state, self.plan, self.destroyed, self.had_cookie)
+
+
+def _run_sync(store: Store, flow: Flow[T]) -> T:
+    try:
+        op = next(flow)
+        while True:
+            try:
+                if isinstance(op, Sleep):
+                    time.sleep(op.seconds)
+                    result: Any = None
+                else:
+                    result = getattr(store, op.method)(*op.args, **op.kwargs)
+            except BaseException as e:
+                op = flow.throw(e)
+            else:
+                op = flow.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+async def _run_async(store: AsyncStore, flow: Flow[T]) -> T:
+    try:
+        op = next(flow)
+        while True:
+            try:
+                if isinstance(op, Sleep):
+                    await asyncio.sleep(op.seconds)
+                    result: Any = None
+                else:
+                    result = await getattr(store, op.method)(*op.args, **op.kwargs)
+            except BaseException as e:
+                op = flow.throw(e)
+            else:
+                op = flow.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+class _Base(MutableMapping[str, Any], Generic[S]):
+    """The mapping part, shared by Session and AsyncSession."""
+
+    def __init__(self, manager: _Manager[S], core: _Core) -> None:
+        self._manager = manager
+        self._core = core
+
+    # mapping
+    def __getitem__(self, key: str) -> Any:
+        return self._core.state.data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._writable()
+        self._core.state.data[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self._writable()
+        del self._core.state.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._core.state.data)
+
+    def __len__(self) -> int:
+        return len(self._core.state.data)
+
+    def __repr__(self) -> str:  # never shows the id
+        return f"<{type(self).__name__} keys={len(self)} new={self.is_new} closed={self.closed}>"
+
+    def _writable(self) -> None:
+        if self._core.read_only:
+            raise SessionClosed("the session was started read-only; changes would not be saved")
+        self._core._check_open()
+
+    # flags, as in the seed's session handler class
+    @property
+    def id(self) -> str:
+        """The raw session id, for the cookie only: never log or store it."""
+        return self._core.state.id
+
+    @property
+    def is_new(self) -> bool:
+        """True when this request started a new session (no usable one was presented)."""
+        return self._core.state.is_new
+
+    @property
+    def is_expired(self) -> bool:
+        """True when the presented session had expired (its data was discarded)."""
+        return self._core.state.is_expired
+
+    @property
+    def is_bad_hash(self) -> bool:
+        """True when the client's fingerprint did not match the session's."""
+        return self._core.state.is_bad_hash
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    @property
+    def read_only(self) -> bool:
+        return self._core.read_only
+
+    def regenerate_id(self, delete_old: bool = True, grace: float | None = None) -> None:
+        """New id, same data (call on login and privilege change; PHP session_regenerate_id).
+
+        The old id is destroyed at write_close, or with a grace window (seconds, default
+        ``regenerate_grace``) left as a tombstone that forwards in-flight requests.
+        """
+        self._core.regenerate(delete_old, grace)
+
+    def touch(self) -> None:
+        """Extend the idle deadline at write_close even if under ``touch_threshold``."""
+        self._core._check_open()
+        self._core.state.force_touch = True
+
+    def remember(self, idle: float, absolute: float | None = None) -> None:
+        """Per-session timeouts ("remember me"); also makes the cookie persistent."""
+        self._writable()
+        if idle <= 0 or (absolute is not None and absolute <= 0):
+            raise ValueError("remember() timeouts must be greater than 0")
+        header = self._core.state.header
+        header.idle, header.absolute = idle, absolute
+        self._core.state.header_dirty = True
+
+    def cookie(self) -> CookieAction | None:
+        """What to send the browser, once the session is closed (None: send nothing)."""
+        return self._core.cookie()
+
+    def set_cookie_header(self) -> str | None:
+        """The Set-Cookie header value to send, once the session is closed."""
+        action = self._core.cookie()
+        return None if action is None else set_cookie(self._manager.config, action)
+
+
+class Session(_Base[Store]):
+    """A session backed by a sync store. Use as a context manager or call write_close()."""
+
+    def _run(self, flow: Flow[T]) -> T:
+        return _run_sync(self._manager.store, flow)
+
+    def write_close(self) -> None:
+        """Persist now and release the lock; data stays readable (session_write_close)."""
+        self._run(self._core.save())
+
+    save = write_close
+
+    def abort(self) -> None:
+        """Close without writing (session_abort)."""
+        self._run(self._core.abort())
+
+    def reset(self) -> None:
+        """Discard this request's changes, reloading the stored data (session_reset)."""
+        self._run(self._core.reset())
+
+    def destroy(self, restart: bool = False) -> None:
+        """Delete the session from the store; the cookie is deleted at the response.
+
+        ``restart=True`` continues with a fresh empty session (Django's ``flush()``).
+        """
+        self._run(self._core.destroy(restart))
+
+    def gc(self) -> int:
+        """Run garbage collection now (session_gc); returns how many sessions were removed."""
+        return self._run(self._core.gc())
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is None:
+            self.write_close()
+        else:
+            self.abort()
+
+
+class AsyncSession(_Base[AsyncStore]):
+    """A session backed by an async store: the same API, I/O methods awaited."""
+
+    async def _run(self, flow: Flow[T]) -> T:
+        return await _run_async(self._manager.store, flow)
+
+    async def write_close(self) -> None:
+        await self._run(self._core.save())
+
+    save = write_close
+
+    async def abort(self) -> None:
+        await self._run(self._core.abort())
+
+    async def reset(self) -> None:
+        await self._run(self._core.reset())
+
+    async def destroy(self, restart: bool = False) -> None:
+        await self._run(self._core.destroy(restart))
+
+    async def gc(self) -> int:
+        return await self._run(self._core.gc())
+
+    async def __aenter__(self) -> AsyncSession:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is None:
+            await self.write_close()
+        else:
+            await self.abort()
+
+
+class _Manager(Generic[S]):
+    def __init__(
+        self, store: S, config: Config | None = None, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self.config = config or Config()
+        self.engine = Engine(self.config)
+        self.clock = clock
+
+    def _core(self, client: Client | None, read_only: bool, lock_mode: LockMode | None) -> _Core:
+        return _Core(
+            self.engine,
+            self.clock,
+            client or Client(),
+            read_only=read_only,
+            mode=lock_mode or self.config.lock_mode,
+        )
+
+
+class SessionManager(_Manager[Store]):
+    """Starts sessions on a sync store (``open_store(url)``)."""
+
+    def start(
+        self,
+        cookie_value: str | None = None,
+        *,
+        client: Client | None = None,
+        read_only: bool = False,
+        lock_mode: LockMode | None = None,
+    ) -> Session:
+        """Load (or begin) the session a cookie names (session_start).
+
+        ``read_only``: no lock, no write (PHP's read_and_close).
+        """
+        core = self._core(client, read_only, lock_mode)
+        _run_sync(self.store, core.start(cookie_value))
+        return Session(self, core)
+
+    def gc(self) -> int:
+        return self.store.gc()
+
+
+class AsyncSessionManager(_Manager[AsyncStore]):
+    """Starts sessions on an async store (``open_async_store(url)``)."""
+
+    async def start(
+        self,
+        cookie_value: str | None = None,
+        *,
+        client: Client | None = None,
+        read_only: bool = False,
+        lock_mode: LockMode | None = None,
+    ) -> AsyncSession:
+        core = self._core(client, read_only, lock_mode)
+        await _run_async(self.store, core.start(cookie_value))
+        return AsyncSession(self, core)
+
+    async def gc(self) -> int:
+        return await self.store.gc()

@@ -1,0 +1,162 @@
+"""The Redis store's key layout and Lua scripts, and the glue shared by sync and async.
+
+A session is two keys sharing one hash tag, so both live on the same Cluster slot and one
+script can touch both: ``<prefix>{<storage key>}`` is a hash (``p`` payload, ``e`` idle
+deadline in seconds as written by the app, ``v`` version) and ``<prefix>{<storage key>}:lock``
+holds the lock token with the lease as its own ``PX`` expiry. Each store operation is one
+script (one round trip, atomic on the server); the plain read is one ``HMGET``.
+
+Clocks: lease expiry is the lock key's TTL (a duration, so only the server's clock counts);
+the data key's TTL is the remaining idle time computed from the app's clock and set with
+``PEXPIRE`` (a duration too), so a skewed Redis clock never shortens or stretches a session.
+The scripts also compare ``e`` with the app's "now", so a record whose deadline has passed is
+never returned as live, whatever the TTL rounding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any, Final
+
+from ..errors import LockLost, VersionMismatch
+from .base import LOCKED, LockRequest, ReadResult, Stored
+
+# KEYS: data, lock. ARGV: token, lease ms, app now (s).
+# Returns {p, e, v}; false when absent or past its deadline; 0 when another token holds it.
+READ_LOCK: Final = """
+local r = redis.call('HMGET', KEYS[1], 'p', 'e', 'v')
+if not r[1] or tonumber(r[2]) <= tonumber(ARGV[3]) then return false end
+local held = redis.call('GET', KEYS[2])
+if held and held ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return r
+"""
+
+# KEYS: data, lock. ARGV: payload, deadline (s), ttl ms, expect ('' = any), token ('' = none).
+# Returns the new version; -1 when the token does not hold the lock (LockLost); -2 when
+# the version check fails (VersionMismatch). Nothing is changed on failure.
+WRITE: Final = """
+local tok = ARGV[5]
+if tok ~= '' and redis.call('GET', KEYS[2]) ~= tok then return -1 end
+local v = redis.call('HGET', KEYS[1], 'v')
+if ARGV[4] ~= '' then
+  local want = tonumber(ARGV[4])
+  local ok
+  if want == 0 then ok = not v
+  elseif want == -1 then ok = v
+  else ok = v and tonumber(v) == want end
+  if not ok then return -2 end
+end
+local nv = (tonumber(v) or 0) + 1
+redis.call('HSET', KEYS[1], 'p', ARGV[1], 'e', ARGV[2], 'v', nv)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if tok ~= '' then redis.call('DEL', KEYS[2]) end
+return nv
+"""
+
+# KEYS: data, lock. ARGV: deadline (s), ttl ms, token ('' = none). Only moves the deadline
+# forward, never creates the record; releases the token's lock either way.
+TOUCH: Final = """
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+local e = redis.call('HGET', KEYS[1], 'e')
+if e and tonumber(ARGV[1]) > tonumber(e) then
+  redis.call('HSET', KEYS[1], 'e', ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# KEYS: lock. ARGV: token. Compare-and-delete. (Lua compares interned strings by identity,
+# and the token never leaves the server, so this comparison leaks nothing by its timing.)
+RELEASE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_LOCK_SUFFIX: Final = ":lock"
+
+
+class Script:
+    """A Lua script run by SHA1 (EVALSHA); the caller loads it on NOSCRIPT and retries.
+
+    Lighter than redis-py's ``register_script`` wrapper, which costs more per call than
+    the rest of the store together; the commands on the wire are the same.
+    """
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+
+READ_LOCK_SCRIPT: Final = Script(READ_LOCK)
+WRITE_SCRIPT: Final = Script(WRITE)
+TOUCH_SCRIPT: Final = Script(TOUCH)
+RELEASE_SCRIPT: Final = Script(RELEASE)
+
+
+class Keys:
+    """Key names under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.all_pattern = _glob_escape(prefix) + "*"
+        self.data_pattern = _glob_escape(prefix) + "{*}"
+
+    def data(self, key: str) -> str:
+        return f"{self.prefix}{{{key}}}"
+
+    def pair(self, key: str) -> list[str]:
+        data = f"{self.prefix}{{{key}}}"
+        return [data, data + _LOCK_SUFFIX]
+
+    def storage_key(self, data_key: bytes | str) -> str:
+        name = data_key.decode() if isinstance(data_key, bytes) else data_key
+        return name[len(self.prefix) + 1 : -1]
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def ttl_ms(expires_at: float, now: float) -> int:
+    """Milliseconds left until ``expires_at`` on the app's clock; at least 1."""
+    return max(1, math.ceil((expires_at - now) * 1000))
+
+
+def read_lock_args(lock: LockRequest, now: float) -> list[Any]:
+    return [lock.token, max(1, math.ceil(lock.lease * 1000)), repr(now)]
+
+
+def decode_read(raw: Any, now: float) -> ReadResult:
+    """A script or HMGET reply as a ReadResult; records past their deadline read as absent."""
+    if raw == 0:
+        return LOCKED
+    if not raw or raw[0] is None:
+        return None
+    expires_at = float(raw[1])
+    if expires_at <= now:
+        return None
+    return Stored(raw[0], expires_at, int(raw[2]))
+
+
+def write_args(
+    payload: bytes, expires_at: float, now: float, expect: int | None, token: str | None
+) -> list[Any]:
+    want = "" if expect is None else str(expect)
+    return [payload, repr(expires_at), ttl_ms(expires_at, now), want, token or ""]
+
+
+def decode_write(code: Any) -> int:
+    version = int(code)
+    if version == -1:
+        raise LockLost("the session lock's lease expired before the write; nothing was written")
+    if version == -2:
+        raise VersionMismatch("the session changed since it was read")
+    return version
+
+
+def touch_args(expires_at: float, now: float, token: str | None) -> list[Any]:
+    return [repr(expires_at), ttl_ms(expires_at, now), token or ""]

@@ -1,0 +1,1 @@
+"""Web integrations and the cookie helpers they share."""

@@ -1,0 +1,61 @@
+"""Cookie and Set-Cookie headers (RFC 6265), built and parsed without surprises.
+
+Only the session cookie's own name is looked for; everything else in the header is left
+alone. Values that could split a header (``;``, CR, LF, NUL) never reach one.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from email.utils import formatdate
+
+from ..config import Config
+from ..engine import CookieAction
+
+_UNSAFE = re.compile(r"[;\r\n\x00]")
+
+
+def session_cookie(header: str | None, name: str) -> str | None:
+    """The value of cookie ``name`` in a Cookie request header, or None.
+
+    When a browser sends the name more than once (a path- or domain-scoped duplicate), the
+    first one is used, as RFC 6265 orders the most specific path first.
+    """
+    if not header:
+        return None
+    for part in header.split(";"):
+        k, sep, v = part.strip().partition("=")
+        if sep and k.strip() == name:
+            v = v.strip()
+            if len(v) >= 2 and v[0] == v[-1] == '"':
+                v = v[1:-1]
+            return v
+    return None
+
+
+def set_cookie(config: Config, action: CookieAction, now: float | None = None) -> str:
+    """The Set-Cookie header value for ``action`` under ``config``'s cookie settings."""
+    value = action.value if action.value is not None else ""
+    for piece in (value, config.cookie_path, config.cookie_domain or ""):
+        if _UNSAFE.search(piece):
+            raise ValueError("cookie value or attribute contains ';', CR, LF or NUL")
+    parts = [f"{config.cookie_name}={value}", f"Path={config.cookie_path}"]
+    if config.cookie_domain:
+        parts.append(f"Domain={config.cookie_domain}")
+    if action.value is None:
+        parts.append("Max-Age=0")
+        parts.append("Expires=Thu, 01 Jan 1970 00:00:00 GMT")
+    elif action.max_age is not None:
+        stamp = (time.time() if now is None else now) + action.max_age
+        parts.append(f"Max-Age={action.max_age}")
+        parts.append(f"Expires={formatdate(stamp, usegmt=True)}")
+    if config.cookie_secure:
+        parts.append("Secure")
+    if config.cookie_httponly:
+        parts.append("HttpOnly")
+    if config.cookie_samesite:
+        parts.append(f"SameSite={config.cookie_samesite}")
+    if config.cookie_partitioned:
+        parts.append("Partitioned")
+    return "; ".join(parts)

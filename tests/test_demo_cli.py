@@ -1,0 +1,78 @@
+"""The demo app and the coatcheck command."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from coatcheck.cli import main
+from coatcheck.demo import make_app
+
+
+def call(
+    app: Any, path: str = "/", method: str = "GET", cookie: str | None = None, body: bytes = b""
+) -> tuple[str, dict[str, str], str]:
+    seen: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        seen["status"], seen["headers"] = status, dict(headers)
+
+    environ = {
+        "PATH_INFO": path,
+        "REQUEST_METHOD": method,
+        "wsgi.input": io.BytesIO(body),
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_USER_AGENT": "test",
+    }
+    if cookie:
+        environ["HTTP_COOKIE"] = cookie
+    out = b"".join(app(environ, start_response)).decode()
+    return seen["status"], seen["headers"], out
+
+
+def test_demo_counts_visits_and_regenerates(tmp_path: Path) -> None:
+    app = make_app(f"sqlite:///{tmp_path}/demo.db")
+    status, headers, page = call(app)
+    assert status == "200 OK" and 'id="visits">1<' in page
+    cookie = headers["Set-Cookie"].split(";")[0]
+    assert "Secure" in headers["Set-Cookie"] and headers["Vary"] == "Cookie"
+    _, headers2, page = call(app, cookie=cookie)
+    assert 'id="visits">2<' in page and "Set-Cookie" not in headers2
+    status, headers3, _ = call(app, "/regenerate", "POST", cookie)
+    assert status == "303 See Other"
+    new_cookie = headers3["Set-Cookie"].split(";")[0]
+    assert new_cookie != cookie
+    _, _, page = call(app, cookie=new_cookie)
+    assert 'id="visits">3<' in page
+    _, _, page = call(app, cookie=cookie)  # the old id is dead
+    assert 'id="visits">1<' in page and "new session" in page
+
+
+def test_demo_escapes_what_it_shows(tmp_path: Path) -> None:
+    app = make_app(f"sqlite:///{tmp_path}/demo.db")
+    _, headers, _ = call(app)
+    cookie = headers["Set-Cookie"].split(";")[0]
+    call(app, "/set", "POST", cookie, b"name=%3Cb%3E&value=%3Cscript%3Ex%3C%2Fscript%3E")
+    _, _, page = call(app, cookie=cookie)
+    assert "<script>x" not in page and "&lt;script&gt;x" in page
+
+
+def test_demo_destroy_deletes_the_cookie(tmp_path: Path) -> None:
+    app = make_app(f"sqlite:///{tmp_path}/demo.db")
+    _, headers, _ = call(app)
+    cookie = headers["Set-Cookie"].split(";")[0]
+    _, headers, _ = call(app, "/destroy", "POST", cookie)
+    assert "Max-Age=0" in headers["Set-Cookie"]
+
+
+def test_cli_gc_and_stats(tmp_path: Path, capsys: Any) -> None:
+    url = f"sqlite:///{tmp_path}/demo.db"
+    app = make_app(url)
+    call(app)
+    assert main(["stats", "--store", url]) == 0
+    assert "live sessions: 1" in capsys.readouterr().out
+    assert main(["gc", "--store", url]) == 0
+    assert "removed 0" in capsys.readouterr().out
+    assert main(["stats", "--store", "nosuch://x"]) == 1
+    assert "unknown store URL scheme" in capsys.readouterr().err

@@ -1,0 +1,455 @@
+"""What is memcached-specific about the memcached store (the conformance suite covers the contract).
+
+The shared server is 127.0.0.1:11211 (from .ci/memcached.sh). The restart test runs a
+memcached of its own on a spare loopback port, so killing it never disturbs anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote, unquote
+
+import pytest
+from pymemcache.client.base import Client  # type: ignore[import-untyped]
+
+from coatcheck import AsyncSessionManager, Config, SessionManager, open_async_store, open_store
+from coatcheck.errors import ConfigError, LockLost, StoreUnavailable, VersionMismatch
+from coatcheck.ids import storage_key
+from coatcheck.stores.base import LOCKED, LockRequest, Stored
+from coatcheck.stores.memcached import (
+    AsyncMemcachedStore,
+    Keys,
+    MemcachedStore,
+    drop_namespace,
+    exptime,
+    parse,
+    release_flow,
+    write_flow,
+)
+
+from .conftest import aw
+from .services import MEMCACHED_URL, in_ci, reachable, require
+
+HOST, PORT = parse(MEMCACHED_URL).servers[0]
+KEY = "ab" * 32  # a storage key: 64 hex characters
+DAY = 24 * 3600.0
+
+
+def config(**options: Any) -> Config:
+    return Config(**{"cookie_secure": True, "gc_probability": 0, **options})
+
+
+def url_with(prefix: str, base: str = MEMCACHED_URL) -> str:
+    return f"{base}?prefix={quote(prefix, safe='')}"
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    require(HOST, PORT, "memcached")
+    u = url_with(f"cct_{uuid.uuid4().hex[:12]}:")
+    yield u
+    drop_namespace(u)
+
+
+@pytest.fixture(params=["sync", "async"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def store_for(url: str, mode: str) -> MemcachedStore | AsyncMemcachedStore:
+    store = open_async_store(url) if mode == "async" else open_store(url)
+    assert isinstance(store, MemcachedStore | AsyncMemcachedStore)
+    return store
+
+
+def raw() -> Any:
+    return Client((HOST, PORT), default_noreply=False)
+
+
+def metadump() -> dict[str, dict[str, str]]:
+    """Every item on the shared server: name -> metadump fields (exp, size, ...)."""
+    with socket.create_connection((HOST, PORT), timeout=5) as sock:
+        for _ in range(100):
+            sock.sendall(b"lru_crawler metadump all\r\n")
+            data = b""
+            while not data.endswith(b"END\r\n") and not data.startswith(b"BUSY"):
+                data += sock.recv(65536)
+            if not data.startswith(b"BUSY"):
+                break
+            while not data.endswith(b"\r\n"):
+                data += sock.recv(65536)
+            time.sleep(0.05)
+    out: dict[str, dict[str, str]] = {}
+    for line in data.decode().splitlines():
+        if line.startswith("key="):
+            fields = dict(f.split("=", 1) for f in line.split(" "))
+            out[fields["key"]] = fields
+    return {unquote(k): v for k, v in out.items()}
+
+
+# --- keys ------------------------------------------------------------------------------------
+
+ODD_PREFIXES = [
+    "p" * 300,  # too long to keep
+    "has space:",
+    "ctl\x01\x7f\n:",
+    "préfixe-ünïcode:",
+    "",
+]
+
+
+@pytest.mark.parametrize("prefix", ODD_PREFIXES, ids=["long", "space", "control", "utf8", "empty"])
+async def test_odd_prefixes_give_valid_fixed_length_keys(prefix: str, mode: str) -> None:
+    require(HOST, PORT, "memcached")
+    keys = Keys(prefix)
+    names = [keys.data(KEY), keys.lock(KEY), keys.data("x" * 400), keys.lock("a b\x00")]
+    for name in names:
+        assert len(name.encode()) <= 250
+        assert all(0x21 <= ord(c) <= 0x7E for c in name), name
+    if prefix:  # a hashed prefix keeps a readable start
+        assert keys.ns[:3] == "".join(c if 0x21 <= ord(c) <= 0x7E else "_" for c in prefix[:3])
+    assert len(Keys(prefix + "a").data(KEY)) == len(Keys(prefix + "b").data(KEY))
+    assert Keys(prefix + "a").data(KEY) != Keys(prefix + "b").data(KEY)
+    # and the server takes them: a real round trip under that prefix
+    u = url_with(prefix + uuid.uuid4().hex[:8])
+    store = store_for(u, mode)
+    try:
+        version = await aw(store.write(KEY, b"payload", time.time() + 60))
+        got = await aw(store.read(KEY))
+        assert isinstance(got, Stored)
+        assert (got.payload, got.version) == (b"payload", version)
+        assert await aw(store.count()) == 1
+    finally:
+        await aw(store.close())
+        drop_namespace(u)
+    assert await aw(store_for(u, mode).validate_id(KEY)) is False
+
+
+def test_a_plain_prefix_is_kept_readable() -> None:
+    keys = Keys("coatcheck:")
+    assert keys.data(KEY) == "coatcheck:s:" + KEY
+    assert keys.lock(KEY) == "coatcheck:l:" + KEY
+    assert keys.storage_key(keys.data(KEY)) == KEY
+    assert keys.storage_key(keys.lock(KEY)) is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "memcached://127.0.0.1:11211?prefix=" + "p" * 1100,
+        "memcached://user:pw@127.0.0.1:11211",
+        "memcached://127.0.0.1:11211?colour=blue",
+        "memcached://127.0.0.1:11211?timeout=0",
+        "memcached://127.0.0.1:99999",
+        "memcached://127.0.0.1:11211/db",
+    ],
+)
+def test_bad_urls_are_refused_at_open(bad: str) -> None:
+    with pytest.raises(ConfigError):
+        open_store(bad)
+
+
+def test_several_servers_parse() -> None:
+    s = parse("memcached://a:1,[::1]:2,b?prefix=x:&timeout=0.5&pool_size=3")
+    assert s.servers == (("a", 1), ("::1", 2), ("b", 11211))
+    assert (s.prefix, s.timeout, s.pool_size) == ("x:", 0.5, 3)
+
+
+# --- what is stored --------------------------------------------------------------------------
+
+
+async def test_the_raw_id_appears_in_no_key_and_no_value(url: str, mode: str) -> None:
+    store = store_for(url, mode)
+    manager: Any = (
+        AsyncSessionManager(store, config())
+        if isinstance(store, AsyncMemcachedStore)
+        else SessionManager(store, config())
+    )
+    s = await aw(manager.start())
+    s["user"] = "ann"
+    await aw(s.write_close())
+    held = await aw(manager.start(s.id))  # leave a lock item as well
+    ns = Keys(parse(url).prefix).ns
+    names = [n for n in metadump() if n.startswith(ns)]
+    assert len(names) == 2  # the record and the lock
+    values = raw().get_many(names)
+    assert len(values) == 2
+    assert storage_key(s.id) in names[0] + names[1]
+    for name, value in values.items():
+        assert s.id not in name
+        assert s.id.encode() not in value
+    await aw(held.write_close())
+    await aw(store.close())
+
+
+# --- locks and fencing -----------------------------------------------------------------------
+
+
+async def test_a_lock_is_free_again_right_after_its_lease(url: str, mode: str) -> None:
+    store = store_for(url, mode)
+    await aw(store.write(KEY, b"x", time.time() + 60))
+    assert isinstance(await aw(store.read(KEY, LockRequest("t1", 0.3))), Stored)
+    assert await aw(store.read(KEY, LockRequest("t2", 0.3))) is LOCKED
+    await asyncio.sleep(0.4)
+    # memcached still holds the lock item (its TTL is whole seconds, padded), but the lease
+    # inside it has ended: the next request takes it over
+    assert Keys(parse(url).prefix).lock(KEY) in raw().get_many([Keys(parse(url).prefix).lock(KEY)])
+    assert isinstance(await aw(store.read(KEY, LockRequest("t2", 5))), Stored)
+    assert await aw(store.read(KEY, LockRequest("t1", 5))) is LOCKED
+    await aw(store.close())
+
+
+async def test_fencing_refuses_a_late_write(url: str, mode: str) -> None:
+    store = store_for(url, mode)
+    v1 = await aw(store.write(KEY, b"first", time.time() + 60))
+    assert isinstance(await aw(store.read(KEY, LockRequest("slow", 0.2))), Stored)
+    await asyncio.sleep(0.3)
+    assert isinstance(await aw(store.read(KEY, LockRequest("fast", 5))), Stored)
+    v2 = await aw(store.write(KEY, b"fast", time.time() + 60, expect=v1, token="fast"))
+    with pytest.raises(LockLost):
+        await aw(store.write(KEY, b"slow", time.time() + 60, expect=v1, token="slow"))
+    got = await aw(store.read(KEY))
+    assert isinstance(got, Stored)
+    assert (got.payload, got.version) == (b"fast", v2)
+    await aw(store.close())
+
+
+def test_cas_refuses_a_write_when_the_record_changed_after_the_check(url: str) -> None:
+    """Step the write by hand: another writer lands between its gets and its cas."""
+    store = open_store(url)
+    assert isinstance(store, MemcachedStore)
+    v1 = store.write(KEY, b"one", time.time() + 60)
+    flow = write_flow(store.keys, KEY, b"late", time.time() + 60, v1, None)
+    op = next(flow)
+    found = store._execute(op)  # the write's gets: version v1 seen
+    v2 = open_store(url).write(KEY, b"other", time.time() + 60)  # lands in between
+    op = flow.send(found)
+    assert type(op).__name__ == "Cas"
+    op = flow.send(store._execute(op))  # refused by memcached: the flow reads again
+    with pytest.raises(VersionMismatch):
+        flow.send(store._execute(op))
+    got = store.read(KEY)
+    assert isinstance(got, Stored)
+    assert (got.payload, got.version) == (b"other", v2)
+    store.close()
+
+
+async def test_release_by_another_token_keeps_the_lock(url: str, mode: str) -> None:
+    store = store_for(url, mode)
+    await aw(store.write(KEY, b"x", time.time() + 60))
+    assert isinstance(await aw(store.read(KEY, LockRequest("mine", 0.5))), Stored)
+    await aw(store.release(KEY, "theirs"))
+    assert await aw(store.read(KEY, LockRequest("theirs", 5))) is LOCKED
+    await aw(store.release(KEY, "mine"))  # under a second left: the stale-value release
+    assert isinstance(await aw(store.read(KEY, LockRequest("theirs", 5))), Stored)
+    await aw(store.close())
+
+
+def test_a_late_release_never_removes_a_lock_taken_over_meanwhile(url: str) -> None:
+    """Step a release near the end of its lease: another token takes the lock in between."""
+    store = open_store(url)
+    assert isinstance(store, MemcachedStore)
+    store.write(KEY, b"x", time.time() + 60)
+    assert isinstance(store.read(KEY, LockRequest("old", 0.3)), Stored)
+    flow = release_flow(store.keys, KEY, "old")
+    op = flow.send(store._execute(next(flow)))  # its gets showed "old" with < 1 s left
+    time.sleep(0.35)  # the lease ends; another request takes the lock
+    assert isinstance(store.read(KEY, LockRequest("new", 30)), Stored)
+    with contextlib.suppress(StopIteration):
+        while True:
+            op = flow.send(store._execute(op))
+    assert store.read(KEY, LockRequest("third", 30)) is LOCKED  # "new" still holds it
+    store.close()
+
+
+# --- expiry ----------------------------------------------------------------------------------
+
+
+async def test_expired_data_is_never_live(url: str, mode: str) -> None:
+    store = store_for(url, mode)
+    await aw(store.write(KEY, b"x", time.time() + 0.3))
+    assert await aw(store.validate_id(KEY)) is True
+    await asyncio.sleep(0.4)
+    assert await aw(store.validate_id(KEY)) is False
+    got = await aw(store.read(KEY, LockRequest("t", 5)))
+    assert got is None or (isinstance(got, Stored) and got.expires_at <= time.time())
+    assert await aw(store.count()) == 0
+    await aw(store.close())
+
+
+async def test_touch_rewrites_the_stored_deadline_and_keeps_the_version(
+    url: str, mode: str
+) -> None:
+    store = store_for(url, mode)
+    now = time.time()
+    version = await aw(store.write(KEY, b"payload", now + 10))
+    await aw(store.update_timestamp(KEY, now + 500))
+    got = await aw(store.read(KEY))
+    assert isinstance(got, Stored)
+    assert (got.payload, got.version, got.expires_at) == (b"payload", version, now + 500)
+    exp = int(metadump()[Keys(parse(url).prefix).data(KEY)]["exp"])
+    # memcached's own TTL moved too (its clock reads whole seconds and may lag by two)
+    assert now + 495 <= exp <= now + 510
+    await aw(store.close())
+
+
+async def test_ttl_over_30_days_is_sent_as_a_unix_time(url: str, mode: str) -> None:
+    store = store_for(url, mode)
+    now = time.time()
+    deadline = now + 45 * DAY
+    assert exptime(deadline, now) > 10 * 365 * DAY  # absolute, not 3888000 seconds
+    assert 0 < exptime(now + 29 * DAY, now) <= 30 * DAY  # relative below the limit
+    await aw(store.write(KEY, b"long", deadline))
+    # sent as a relative 45 days, memcached would read a time in 1970 and drop it at once
+    got = await aw(store.read(KEY))
+    assert isinstance(got, Stored) and got.payload == b"long"
+    exp = int(metadump()[Keys(parse(url).prefix).data(KEY)]["exp"])
+    assert deadline <= exp <= deadline + 10
+    await aw(store.close())
+
+
+def test_gc_is_a_no_op(url: str) -> None:
+    store = open_store(url)
+    store.write(KEY, b"x", time.time() - 1)
+    assert store.gc() == 0
+    store.close()
+
+
+# --- admin and namespaces --------------------------------------------------------------------
+
+
+async def test_scan_lists_live_records_of_its_own_prefix_only(url: str, mode: str) -> None:
+    store = store_for(url, mode)
+    other_url = url_with(f"cct_{uuid.uuid4().hex[:12]}:")
+    other = store_for(other_url, mode)
+    try:
+        await aw(store.write("1" * 64, b"abc", time.time() + 60))
+        await aw(store.write("2" * 64, b"abcdef", time.time() + 60))
+        await aw(store.read("2" * 64, LockRequest("t", 30)))
+        await aw(other.write("3" * 64, b"x", time.time() + 60))
+        for _ in range(20):  # a metadump skips items in use at that instant: ask again
+            got = await listing(store)
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert got == [("1" * 64, 3, False), ("2" * 64, 6, True)]
+        assert await eventually(store, 2)
+        drop_namespace(url)
+        assert await eventually(store, 0)
+        assert await eventually(other, 1)  # another prefix is left alone
+    finally:
+        await aw(store.close())
+        await aw(other.close())
+        drop_namespace(other_url)
+
+
+async def listing(store: MemcachedStore | AsyncMemcachedStore) -> list[tuple[str, int, bool]]:
+    if isinstance(store, AsyncMemcachedStore):
+        metas = [m async for m in store.scan()]
+    else:
+        metas = list(store.scan())
+    return sorted((m.key, m.size, m.locked) for m in metas)
+
+
+async def eventually(store: MemcachedStore | AsyncMemcachedStore, expected: int) -> bool:
+    """count() reaches ``expected``: a metadump skips items in use at that instant."""
+    for _ in range(20):
+        if await aw(store.count()) == expected:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+# --- faults ----------------------------------------------------------------------------------
+
+
+async def test_unreachable_server_is_store_unavailable(mode: str) -> None:
+    store = store_for("memcached://127.0.0.1:1?timeout=0.5&connect_timeout=0.5", mode)
+    with pytest.raises(StoreUnavailable) as e:
+        await aw(store.read(KEY))
+    assert KEY not in str(e.value)
+    with pytest.raises(StoreUnavailable):
+        await aw(store.write(KEY, b"x", time.time() + 60))
+    await aw(store.close())
+
+
+def free_port() -> int:
+    for port in range(11299, 11399):
+        if not reachable("127.0.0.1", port, timeout=0.2):
+            return port
+    raise RuntimeError("no free loopback port for a private memcached")
+
+
+class Private:
+    """A memcached of this test's own on a spare loopback port."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("memcached") or "/usr/sbin/memcached"
+        if shutil.which(binary) is None:
+            if in_ci():
+                pytest.fail("memcached is not installed, and CI is set (.ci/memcached.sh)")
+            pytest.skip("memcached is not installed (run .ci/memcached.sh)")
+        self.binary = binary
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        cmd = [self.binary, "-u", "root", "-l", "127.0.0.1", "-p", str(self.port), "-m", "8"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if reachable("127.0.0.1", self.port, timeout=0.2):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("private memcached did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture
+def private() -> Iterator[Private]:
+    server = Private()
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_the_same_store_works_again_after_a_restart(private: Private, mode: str) -> None:
+    store = store_for(f"memcached://127.0.0.1:{private.port}?timeout=1&connect_timeout=1", mode)
+    await aw(store.write(KEY, b"before", time.time() + 60))
+    assert isinstance(await aw(store.read(KEY)), Stored)
+    private.stop()
+    with pytest.raises(StoreUnavailable):
+        await aw(store.read(KEY))
+    with pytest.raises(StoreUnavailable):
+        await aw(store.write(KEY, b"during", time.time() + 60))
+    private.start()
+    # memcached keeps nothing across a restart; the pooled sockets were dropped, so the
+    # same store object reconnects and works on its first call
+    assert await aw(store.read(KEY)) is None
+    version = await aw(store.write(KEY, b"after", time.time() + 60))
+    got = await aw(store.read(KEY, LockRequest("t", 5)))
+    assert isinstance(got, Stored)
+    assert (got.payload, got.version) == (b"after", version)
+    await aw(store.close())
+
+
+async def test_a_restart_between_calls_costs_no_error_on_reads(private: Private, mode: str) -> None:
+    """Pooled sockets that died with the old server are retried once on a fresh one."""
+    store = store_for(f"memcached://127.0.0.1:{private.port}", mode)
+    await aw(store.write(KEY, b"x", time.time() + 60))
+    private.stop()
+    private.start()
+    assert await aw(store.read(KEY)) is None  # no StoreUnavailable: the read was retried
+    await aw(store.close())

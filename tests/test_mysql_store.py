@@ -1,0 +1,386 @@
+"""MySQL/MariaDB specifics; the store contract itself is checked by tests/conformance."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pymysql
+import pytest
+
+from coatcheck import AsyncSessionManager, Config, SessionManager
+from coatcheck.errors import ConfigError, StoreUnavailable
+from coatcheck.stores import open_async_store, open_store
+from coatcheck.stores.mysql import MySQLStore, drop_namespace
+from coatcheck.stores.mysql_async import AsyncMySQLStore
+
+from .services import MYSQL_URL, require
+
+CONFIG = Config(cookie_secure=True, gc_probability=0)
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    parts = urlsplit(MYSQL_URL)
+    require(parts.hostname or "127.0.0.1", parts.port or 3306, "mysql")
+    table = "cc_" + uuid.uuid4().hex[:12]
+    sep = "&" if "?" in MYSQL_URL else "?"
+    u = f"{MYSQL_URL}{sep}table={table}"
+    yield u
+    drop_namespace(u)
+
+
+def admin() -> Any:
+    parts = urlsplit(MYSQL_URL)
+    return pymysql.connect(
+        host=parts.hostname,
+        port=parts.port or 3306,
+        user=parts.username,
+        password=parts.password or "",
+        database=parts.path.lstrip("/"),
+        autocommit=True,
+    )
+
+
+def sql(query: str, *args: object) -> list[tuple[Any, ...]]:
+    conn = admin()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query, args or None)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def table_of(url: str) -> str:
+    return url.rsplit("table=", 1)[1]
+
+
+def kill(ids: list[int]) -> None:
+    assert ids, "the store has no pooled connection to kill"
+    for thread_id in ids:
+        sql(f"KILL {int(thread_id)}")
+
+
+def sync_ids(store: MySQLStore) -> list[int]:
+    return [idle[0].thread_id() for idle in list(store._pool._slots.queue) if idle]
+
+
+def async_ids(store: AsyncMySQLStore) -> list[int]:
+    return [conn.server_thread_id[0] for conn in store._pool._free]
+
+
+# --- schema -----------------------------------------------------------------------------
+
+
+def test_schema_is_idempotent_and_keeps_rows(url: str) -> None:
+    store = open_store(url)
+    assert isinstance(store, MySQLStore)
+    store.create_schema()
+    store.write("a" * 64, b"kept", time.time() + 60)
+    store.create_schema()
+    MySQLStore(store.settings).create_schema()  # a second process starting up
+    assert store.validate_id("a" * 64)
+    columns = dict(
+        sql(
+            "SELECT column_name, column_type FROM information_schema.columns"
+            " WHERE table_schema = DATABASE() AND table_name = %s",
+            table_of(url),
+        )
+    )
+    assert columns["storage_key"] == "char(64)"
+    assert columns["payload"] == "mediumblob"
+    assert columns["expires_at"] == "double"
+    assert columns["version"] == "bigint(20)" or columns["version"] == "bigint"
+    indexed = {
+        c
+        for (c,) in sql(
+            "SELECT column_name FROM information_schema.statistics"
+            " WHERE table_schema = DATABASE() AND table_name = %s",
+            table_of(url),
+        )
+    }
+    assert indexed == {"storage_key", "expires_at"}
+    (engine,) = sql(
+        "SELECT engine FROM information_schema.tables"
+        " WHERE table_schema = DATABASE() AND table_name = %s",
+        table_of(url),
+    )[0]
+    assert engine == "InnoDB"
+    store.close()
+
+
+async def test_async_schema_is_idempotent(url: str) -> None:
+    store = open_async_store(url)
+    assert isinstance(store, AsyncMySQLStore)
+    await store.create_schema()
+    await store.write("b" * 64, b"kept", time.time() + 60)
+    await store.create_schema()
+    assert await store.validate_id("b" * 64)
+    await store.close()
+
+
+def test_table_dropped_under_a_running_store_is_recreated(url: str) -> None:
+    store = open_store(url)
+    store.write("c" * 64, b"x", time.time() + 60)
+    sql(f"DROP TABLE `{table_of(url)}`")
+    assert store.read("c" * 64) is None
+    assert store.write("c" * 64, b"y", time.time() + 60) == 1
+    store.close()
+
+
+# --- what is stored ---------------------------------------------------------------------
+
+
+def test_raw_session_id_is_never_in_the_table(url: str) -> None:
+    store = open_store(url)
+    manager = SessionManager(store, CONFIG)
+    with manager.start() as session:
+        session["user"] = "alice"
+    sid = session.id
+    with manager.start(sid) as again:
+        again["visits"] = 2
+    rows = sql(f"SELECT * FROM `{table_of(url)}`")
+    assert len(rows) == 1
+    assert rows[0][0] == hashlib.sha256(sid.encode()).hexdigest()
+    dump = repr(rows).encode()
+    assert sid.encode() not in dump
+    assert sid.encode() not in b"".join(v for v in rows[0] if isinstance(v, bytes))
+    store.close()
+
+
+def test_key_column_is_exact_match(url: str) -> None:
+    store = open_store(url)
+    lower, upper = "ab" * 32, "AB" * 32
+    store.write(lower, b"lower", time.time() + 60)
+    store.write(upper, b"upper", time.time() + 60)
+    assert store.count() == 2
+    got = store.read(lower)
+    assert got is not None and got.payload == b"lower"
+    store.destroy(upper)
+    assert store.read(upper) is None
+    assert store.validate_id(lower)
+    store.close()
+
+
+def test_keys_that_cannot_be_storage_keys_are_refused(url: str) -> None:
+    store = open_store(url)
+    with pytest.raises(ValueError, match="64 ASCII"):
+        store.read("x" * 65)
+    with pytest.raises(ValueError, match="64 ASCII"):
+        store.write("ü", b"", time.time())
+    store.close()
+
+
+# --- gc ---------------------------------------------------------------------------------
+
+
+def test_gc_deletes_in_batches_and_counts_every_row(url: str) -> None:
+    store = open_store(url)
+    past, future = time.time() - 10, time.time() + 600
+    keys = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(2510)]
+    for key in keys[:2500]:
+        store.write(key, b"old", past)
+    for key in keys[2500:]:
+        store.write(key, b"live", future)
+    assert store.gc() == 2500  # more than one batch of 1000
+    assert store.count() == 10
+    assert store.gc() == 0
+    assert sorted(m.key for m in store.scan()) == sorted(keys[2500:])
+    store.close()
+
+
+async def test_async_gc_counts_every_row(url: str) -> None:
+    store = open_async_store(url)
+    past = time.time() - 10
+    for i in range(1200):
+        await store.write(hashlib.sha256(b"%d" % i).hexdigest(), b"old", past)
+    assert await store.gc() == 1200
+    assert await store.count() == 0
+    await store.close()
+
+
+# --- failures ---------------------------------------------------------------------------
+
+
+def test_killed_connection_is_replaced_on_the_next_request(url: str) -> None:
+    store = open_store(url)
+    assert isinstance(store, MySQLStore)
+    manager = SessionManager(store, CONFIG)
+    with manager.start() as session:
+        session["n"] = 1
+    killed = sync_ids(store)
+    kill(killed)
+    with manager.start(session.id) as again:
+        assert again["n"] == 1
+        again["n"] = 2
+    with manager.start(session.id, read_only=True) as check:
+        assert check["n"] == 2
+    assert not set(sync_ids(store)) & set(killed)
+    store.close()
+
+
+async def test_async_killed_connection_is_replaced_on_the_next_request(url: str) -> None:
+    store = open_async_store(url)
+    assert isinstance(store, AsyncMySQLStore)
+    manager = AsyncSessionManager(store, CONFIG)
+    session = await manager.start()
+    session["n"] = 1
+    await session.write_close()
+    killed = async_ids(store)
+    kill(killed)
+    again = await manager.start(session.id)
+    assert again["n"] == 1
+    again["n"] = 2
+    await again.write_close()
+    check = await manager.start(session.id, read_only=True)
+    assert check["n"] == 2
+    assert not set(async_ids(store)) & set(killed)
+    await store.close()
+
+
+BAD = "mysql://coatuser:s3cret-pw@127.0.0.1:1/test?connect_timeout=2"
+
+
+def test_unreachable_server_is_store_unavailable_without_credentials() -> None:
+    store = open_store(BAD)
+    with pytest.raises(StoreUnavailable) as info:
+        store.read("a" * 64)
+    message = str(info.value)
+    assert "127.0.0.1:1" in message
+    assert "s3cret-pw" not in message and "coatuser" not in message
+    assert "s3cret-pw" not in repr(store)
+
+
+async def test_async_unreachable_server_is_store_unavailable_without_credentials() -> None:
+    store = open_async_store(BAD)
+    with pytest.raises(StoreUnavailable) as info:
+        await store.read("a" * 64)
+    assert "s3cret-pw" not in str(info.value) and "coatuser" not in str(info.value)
+    await store.close()
+
+
+def test_wrong_password_is_store_unavailable_without_credentials(url: str) -> None:
+    parts = urlsplit(url)
+    user = parts.username or "root"
+    bad = url.replace(f"{parts.netloc}", f"{user}:Wr0ng-pw@{parts.hostname}:{parts.port or 3306}")
+    with pytest.raises(StoreUnavailable) as info:
+        open_store(bad).count()
+    assert "Wr0ng-pw" not in str(info.value)
+    assert f"'{user}'" not in str(info.value)
+    assert "access denied" in str(info.value)
+
+
+def test_busy_pool_is_store_unavailable(url: str) -> None:
+    store = open_store(url + "&pool_size=1&pool_timeout=0.2")
+    assert isinstance(store, MySQLStore)
+    with store._pool.connection(), pytest.raises(StoreUnavailable, match="busy"):
+        store.count()
+    assert store.count() == 0  # the slot came back
+    store.close()
+
+
+def hold_row_lock(url: str, key: str) -> Any:
+    """An admin transaction holding the row's lock, so the store's next write blocks."""
+    conn = admin()
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute(f"SELECT 1 FROM `{table_of(url)}` WHERE storage_key = %s FOR UPDATE", (key,))
+    return conn
+
+
+def test_read_timeout_is_store_unavailable_and_the_pool_recovers(url: str) -> None:
+    store = open_store(url + "&read_timeout=1")
+    key = "d" * 64
+    store.write(key, b"v1", time.time() + 60)
+    blocker = hold_row_lock(url, key)
+    try:
+        with pytest.raises(StoreUnavailable, match="timed out"):
+            store.write(key, b"v2", time.time() + 60)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert store.read(key) is not None  # a fresh connection replaced the timed-out one
+    store.close()
+
+
+async def test_async_read_timeout_is_store_unavailable_and_the_pool_recovers(url: str) -> None:
+    store = open_async_store(url + "&read_timeout=1")
+    key = "e" * 64
+    await store.write(key, b"v1", time.time() + 60)
+    blocker = hold_row_lock(url, key)
+    try:
+        with pytest.raises(StoreUnavailable, match="timed out"):
+            await store.write(key, b"v2", time.time() + 60)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert await store.read(key) is not None
+    await store.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_never_shares_the_parents_connection(url: str) -> None:
+    store = open_store(url)
+    assert isinstance(store, MySQLStore)
+    key = "f" * 64
+    store.write(key, b"v", time.time() + 60)
+    parent_ids = sync_ids(store)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 1
+        try:
+            found = store.read(key) is not None
+            os.write(w, json.dumps({"found": found, "ids": sync_ids(store)}).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    _, status = os.waitpid(pid, 0)
+    child = json.loads(os.read(r, 4096))
+    os.close(r)
+    assert status == 0 and child["found"]
+    assert child["ids"] and not set(child["ids"]) & set(parent_ids)
+    assert store.read(key) is not None  # the parent's connection still works
+    assert sync_ids(store) == parent_ids
+    store.close()
+
+
+# --- configuration ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["table=bad-name", "table=x;drop", "pool_size=0", "read_timeout=-1", "colour=blue"],
+)
+def test_invalid_options_are_config_errors(query: str) -> None:
+    with pytest.raises(ConfigError):
+        open_store(f"mysql://root@127.0.0.1/test?{query}")
+
+
+def test_url_without_database_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="database"):
+        open_store("mariadb://root@127.0.0.1:3306")
+
+
+def test_tls_options_build_a_verifying_context() -> None:
+    store = open_store("mysql://root@127.0.0.1/test?ssl=1")
+    assert isinstance(store, MySQLStore)
+    tls = store.settings.tls
+    assert tls is not None and tls.check_hostname
+    with pytest.raises(ConfigError, match="TLS"):
+        open_store("mysql://root@127.0.0.1/test?ssl_ca=/nonexistent/ca.pem")
+    assert open_store("mysql://root@127.0.0.1/test").settings.tls is None  # type: ignore[attr-defined]
+
+
+def test_repr_and_settings_never_show_the_password() -> None:
+    store = open_store("mysql://app:hunter2-pw@127.0.0.1/test")
+    assert isinstance(store, MySQLStore)
+    assert "hunter2-pw" not in repr(store) and "hunter2-pw" not in repr(store.settings)
