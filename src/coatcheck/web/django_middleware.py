@@ -20,7 +20,7 @@ from django.utils.cache import patch_cache_control  # type: ignore[import-untype
 
 from ..config import LockMode
 from ..errors import CoatcheckError
-from .django_common import client_from, error_response
+from .common import client_from, error_response
 from .django_session import SessionStore, web_options
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -26,7 +26,7 @@ from django.core.signals import request_finished, request_started  # type: ignor
 from .. import Client, Config, Session, SessionManager, ids, open_store
 from ..config import LockMode
 from ..errors import ConfigError
-from .django_common import WebOptions, client_from
+from .common import WebOptions, client_from
 
 _managers: dict[str, tuple[SessionManager, WebOptions]] = {}
 

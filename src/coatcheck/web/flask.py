@@ -28,8 +28,8 @@ from werkzeug.exceptions import HTTPException
 from .. import Client, Config, Session, SessionManager, open_store
 from ..config import LockMode
 from ..errors import CoatcheckError, ConfigError, LockTimeout, StoreUnavailable
+from .common import WebOptions, client_from, error_response, session_headers
 from .cookies import session_cookie
-from .django_common import WebOptions, client_from, error_response, session_headers
 
 F = TypeVar("F", bound=Callable[..., Any])
 Migrate = Callable[[str], Mapping[str, Any] | None]

@@ -1,8 +1,8 @@
-"""Framework-free helpers the Flask and Django integrations share.
+"""Framework-free helpers every web integration shares.
 
-A stand-in for ``coatcheck.web.common`` (being written elsewhere): the client address through
-trusted proxies only, the Client used for fingerprints, the HTTP answer to coatcheck errors,
-and the headers every response that used a session carries. Nothing here imports Django.
+The client address through trusted proxies only, the Client used for fingerprints, the HTTP
+answer to coatcheck errors, and the headers every response that used a session carries.
+Nothing here imports a web framework.
 """
 
 from __future__ import annotations
