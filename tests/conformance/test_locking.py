@@ -223,3 +223,34 @@ async def test_lease_expires_after_the_holder_is_killed(drv: Driver) -> None:
     s = await aw(drv.manager(lock_wait=10).start(sid))  # gets the lock once the lease ran out
     assert "holder" not in s  # the holder never wrote
     await aw(s.abort())
+
+
+@pytest.mark.slow
+async def test_a_frozen_holders_late_write_is_refused(drv: Driver) -> None:
+    """A holder paused past its lease (SIGSTOP: a GC pause, a stalled VM) then resumed."""
+    sid = await new_session(drv, {"n": 0})
+    if not drv.case.shared:  # memory://: one process; the in-process fencing test covers it
+        await test_fencing_refuses_a_write_after_the_lease_expired(drv)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=workers.hold_then_write, args=(drv.url, sid, 1.0, child))
+    proc.start()
+    try:
+        assert parent.poll(60) and parent.recv() == "locked"
+        os.kill(proc.pid, signal.SIGSTOP)
+        with pytest.raises(LockTimeout):
+            await aw(drv.manager(lock_wait=0.1).start(sid))
+        s = await aw(drv.manager(lock_wait=10).start(sid))  # gets the lock once the lease ran out
+        assert "holder" not in s
+        s["n"] = 1
+        await aw(s.write_close())
+        os.kill(proc.pid, signal.SIGCONT)
+        parent.send("write")
+        assert parent.poll(60) and parent.recv() == "LockLost"  # the late write is refused
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.join(10)
+    check = await aw(drv.manager().start(sid))
+    assert check["n"] == 1 and "holder" not in check  # only the current holder's write landed
+    await aw(check.abort())

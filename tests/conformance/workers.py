@@ -25,3 +25,21 @@ def hold_lock(url: str, sid: str, lease: float, ready: Connection) -> None:
     s["holder"] = os.getpid()
     ready.send("locked")
     time.sleep(120)
+
+
+def hold_then_write(url: str, sid: str, lease: float, channel: Connection) -> None:
+    """Take the lock, wait (frozen by the parent) past the lease, then try to write.
+
+    Sends "locked", then on "write" answers "written" or the name of the error raised.
+    """
+    manager = SessionManager(open_store(url), Config(gc_probability=0, lock_lease=lease))
+    s = manager.start(sid)
+    s["holder"] = os.getpid()
+    channel.send("locked")
+    assert channel.recv() == "write"
+    try:
+        s.write_close()
+    except Exception as e:
+        channel.send(type(e).__name__)
+    else:
+        channel.send("written")
