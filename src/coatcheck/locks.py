@@ -50,14 +50,23 @@ def check_write(row: Row | None, expect: int | None, token: str | None, now: flo
     """The fencing and version checks before a write; raises and changes nothing on failure."""
     if token is not None and (row is None or row.token != token or row.lock_until <= now):
         raise LockLost("the session lock's lease expired before the write; nothing was written")
+    check_version(None if row is None else row.version, expect)
+
+
+def check_version(current: int | None, expect: int | None) -> None:
+    """The optimistic check: ``current`` is the stored version, None when nothing is stored.
+
+    ``expect`` is a version, MUST_CREATE, MUST_EXIST or None (no check). Raises
+    VersionMismatch when the stored record is not what the writer read.
+    """
     if expect is None:
         return
     if expect == MUST_CREATE:
-        ok = row is None
+        ok = current is None
     elif expect == MUST_EXIST:
-        ok = row is not None
+        ok = current is not None
     else:
-        ok = row is not None and row.version == expect
+        ok = current == expect
     if not ok:
         raise VersionMismatch("the session changed since it was read")
 

@@ -51,11 +51,10 @@ from pymemcache.exceptions import (  # type: ignore[import-untyped]
 )
 
 from ..errors import CoatcheckError, ConfigError, LockLost, StoreUnavailable, VersionMismatch
+from ..locks import check_version
 from . import url_options
 from .base import (
     LOCKED,
-    MUST_CREATE,
-    MUST_EXIST,
     AsyncStore,
     LockRequest,
     Meta,
@@ -336,7 +335,7 @@ def write_flow(
         lease, _ = _lease(found, item)
         if token is not None and (record is None or lease is None or not lease.held_by(token, now)):
             raise LockLost("the session lock's lease expired before the write; nothing was written")
-        _check_expect(record, expect)
+        check_version(None if record is None else record.version, expect)
         version = (record.version if record else 0) + 1
         value = pack(payload, expires_at, version)
         ttl = exptime(expires_at, now)
@@ -346,19 +345,6 @@ def write_flow(
                 yield from _release_known(item, lease, time.time())
             return version
     raise VersionMismatch("the session kept changing under concurrent writes")
-
-
-def _check_expect(record: Stored | None, expect: int | None) -> None:
-    if expect is None:
-        return
-    if expect == MUST_CREATE:
-        ok = record is None
-    elif expect == MUST_EXIST:
-        ok = record is not None
-    else:
-        ok = record is not None and record.version == expect
-    if not ok:
-        raise VersionMismatch("the session changed since it was read")
 
 
 def touch_flow(keys: Keys, key: str, expires_at: float, token: str | None) -> Flow[None]:
