@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import os
-import statistics
 import sys
 import time
 import uuid
@@ -39,53 +38,17 @@ from coatcheck.stores.memcached import (
     unpack,
 )
 
+from .timing import Bench, Rounds, Row, compare, compare_async, cycles, report
+
 URL = os.environ.get("COATCHECK_TEST_MEMCACHED", "memcached://127.0.0.1:11211")
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "9"))
-N = int(os.environ.get("BENCH_N", "200"))
+N = cycles(200)
 CONFIG = Config(gc_probability=0, cookie_secure=True, touch_threshold=60)
 TOKEN = "raw-token-raw-token-xx"
 LEASE = 30.0
 
-Rounds = dict[str, list[float]]
-
 
 def data(size: int) -> dict[str, object]:
     return {"n": 0, "user": "ann", "pad": "x" * max(0, size - 40)}
-
-
-def compare(fns: dict[str, Callable[[], None]]) -> Rounds:
-    """µs per cycle of each, per round; rounds alternate so machine load hits all alike."""
-    for _ in range(50):
-        for fn in fns.values():
-            fn()
-    out: Rounds = {name: [] for name in fns}
-    for _ in range(ROUNDS):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            for _ in range(N):
-                fn()
-            out[name].append((time.perf_counter() - t) / N * 1e6)
-    return out
-
-
-async def compare_async(fns: dict[str, Callable[[], Awaitable[None]]]) -> Rounds:
-    for _ in range(50):
-        for fn in fns.values():
-            await fn()
-    out: Rounds = {name: [] for name in fns}
-    for _ in range(ROUNDS):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            for _ in range(N):
-                await fn()
-            out[name].append((time.perf_counter() - t) / N * 1e6)
-    return out
-
-
-def ratio(rounds: Rounds, ours: str, theirs: str) -> float:
-    """The median of the per-round ratios (neighbouring rounds)."""
-    pairs = zip(rounds[ours], rounds[theirs], strict=True)
-    return statistics.median(x / y for x, y in pairs)
 
 
 def prefixed_url() -> str:
@@ -214,7 +177,7 @@ def run_sync(size: int) -> tuple[Rounds, int]:
         )
         raw = Raw(url, storage_key(seed(url, size)[0])).sync(client)
         cycle = store_cycle(store, storage_key(seed(url, size)[0]))
-        rounds = compare({"session": session, "store": cycle, "raw": raw})
+        rounds = compare({"session": session, "store": cycle, "raw": raw}, N)
         client.close()
         store.close()
         return rounds, nbytes
@@ -239,7 +202,7 @@ async def run_async(size: int) -> tuple[Rounds, int]:
         client = _AioClient(host, port, pool_size=s.pool_size, pool_minsize=1)
         raw = Raw(url, storage_key(seed(url, size)[0])).asynchronous(client)
         cycle = store_cycle(store, storage_key(seed(url, size)[0]))
-        rounds = await compare_async({"session": session, "store": cycle, "raw": raw})
+        rounds = await compare_async({"session": session, "store": cycle, "raw": raw}, N)
         await client.close()
         await store.close()
         return rounds, nbytes
@@ -247,31 +210,26 @@ async def run_async(size: int) -> tuple[Rounds, int]:
         drop_namespace(url)
 
 
-HEAD = (
-    "| mode | payload bytes | coatcheck session | coatcheck store only | raw client, same 5 trips "
-    "| session / raw | store only / raw |"
-)
+LABELS = {
+    "session": "coatcheck session",
+    "store": "coatcheck store only",
+    "raw": "raw client, same 5 trips",
+}
+
+
+def run() -> Bench:
+    rows = []
+    for size in (200, 4096):
+        rounds, nbytes = run_sync(size)
+        rows.append(Row("sync", nbytes, rounds))
+    for size in (200, 4096):
+        rounds, nbytes = asyncio.run(run_async(size))
+        rows.append(Row("async", nbytes, rounds))
+    return Bench("Memcached", LABELS, ("raw",), rows)
 
 
 def main() -> int:
-    t0 = time.perf_counter()
-    print(f"Memcached session cycle: {ROUNDS} alternating rounds x {N} cycles, medians (µs/op)\n")
-    print(HEAD)
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for mode in ("sync", "async"):
-        for size in (200, 4096):
-            if mode == "sync":
-                rounds, nbytes = run_sync(size)
-            else:
-                rounds, nbytes = asyncio.run(run_async(size))
-            med = {name: statistics.median(times) for name, times in rounds.items()}
-            cells = [f"{med[n]:.0f}" for n in ("session", "store", "raw")]
-            cells += [
-                f"{ratio(rounds, 'session', 'raw'):.2f}",
-                f"{ratio(rounds, 'store', 'raw'):.2f}",
-            ]
-            print(f"| {mode} | {nbytes} | " + " | ".join(cells) + " |")
-    print(f"\ntook {time.perf_counter() - t0:.0f}s")
+    report(run())
     return 0
 
 

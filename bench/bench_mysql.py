@@ -19,7 +19,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiomysql
@@ -32,9 +32,10 @@ from coatcheck.stores.mysql import drop_namespace
 from coatcheck.stores.mysql_config import parse
 from coatcheck.stores.mysql_ops import Sql
 
+from .timing import Bench, Rounds, Row, compare, compare_async, cycles, report
+
 URL = os.environ.get("COATCHECK_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
-N = int(os.environ.get("BENCH_N", "300"))
+N = cycles(200)
 CONFIG = Config(gc_probability=0, cookie_secure=True, touch_threshold=60)
 TOKEN = "raw-token"
 
@@ -44,28 +45,8 @@ def data(size: int) -> dict[str, object]:
 
 
 def median_us(fn: Callable[[], object]) -> float:
-    """Median microseconds per call over ROUNDS rounds of N calls."""
-    for _ in range(20):
-        fn()  # warm-up: connections open, schema checked
-    times = []
-    for _ in range(ROUNDS):
-        t = time.perf_counter()
-        for _ in range(N):
-            fn()
-        times.append((time.perf_counter() - t) / N * 1e6)
-    return statistics.median(times)
-
-
-async def median_us_async(fn: Callable[[], Awaitable[object]]) -> float:
-    for _ in range(20):
-        await fn()
-    times = []
-    for _ in range(ROUNDS):
-        t = time.perf_counter()
-        for _ in range(N):
-            await fn()
-        times.append((time.perf_counter() - t) / N * 1e6)
-    return statistics.median(times)
+    """Median µs per call of ``fn`` alone (the read-design table has no coatcheck side)."""
+    return statistics.median(compare({"fn": fn}, N)["fn"])
 
 
 def table_url() -> str:
@@ -133,54 +114,52 @@ def seed(url: str, size: int) -> tuple[str, int]:
     return s.id, len(getattr(stored, "payload", b""))
 
 
-def run_sync(size: int) -> tuple[float, float, int]:
+def run_sync(size: int) -> tuple[Rounds, int]:
     url = table_url()
     try:
         sid, nbytes = seed(url, size)
         store = open_store(url)
         manager = SessionManager(store, CONFIG)
 
-        def coatcheck() -> None:
+        def session() -> None:
             s = manager.start(sid)
             s["n"] += 1
             s.write_close()
 
-        ours = median_us(coatcheck)
-        store.close()
-        raw = Raw(url, storage_key(sid))
+        raw = Raw(url, storage_key(seed(url, size)[0]))  # a session of its own
         conn = pymysql.connect(**parse(url).pymysql_args())
         try:
-            theirs = median_us(lambda: raw.cycle(conn))
+            rounds = compare({"session": session, "raw": lambda: raw.cycle(conn)}, N)
         finally:
             conn.close()
-        return ours, theirs, nbytes
+            store.close()
+        return rounds, nbytes
     finally:
         drop_namespace(url)
 
 
-async def run_async(size: int) -> tuple[float, float, int]:
+async def run_async(size: int) -> tuple[Rounds, int]:
     url = table_url()
     try:
         sid, nbytes = seed(url, size)
         store = open_async_store(url)
         manager = AsyncSessionManager(store, CONFIG)
 
-        async def coatcheck() -> None:
+        async def session() -> None:
             s = await manager.start(sid)
             s["n"] += 1
             await s.write_close()
 
-        ours = await median_us_async(coatcheck)
-        await store.close()
-        raw = Raw(url, storage_key(sid))
+        raw = Raw(url, storage_key(seed(url, size)[0]))
         args = parse(url).aiomysql_args()
         args.pop("minsize"), args.pop("maxsize")
         conn = await aiomysql.connect(**args)
         try:
-            theirs = await median_us_async(lambda: raw.acycle(conn))
+            rounds = await compare_async({"session": session, "raw": lambda: raw.acycle(conn)}, N)
         finally:
             conn.close()
-        return ours, theirs, nbytes
+            await store.close()
+        return rounds, nbytes
     finally:
         drop_namespace(url)
 
@@ -236,27 +215,27 @@ def read_designs() -> list[tuple[str, float]]:
         drop_namespace(url)
 
 
+LABELS = {"session": "coatcheck session", "raw": "raw PyMySQL / aiomysql, same statements"}
+
+
+def run() -> Bench:
+    rows = []
+    for size in (200, 4096):
+        rounds, nbytes = run_sync(size)
+        rows.append(Row("sync", nbytes, rounds))
+    for size in (200, 4096):
+        rounds, nbytes = asyncio.run(run_async(size))
+        rows.append(Row("async", nbytes, rounds))
+    return Bench("MySQL/MariaDB", LABELS, ("raw",), rows)
+
+
 def main() -> int:
-    t0 = time.perf_counter()
-    print(f"MySQL session cycle, median of {ROUNDS} rounds x {N} cycles (µs per cycle)\n")
-    print("| mode | record bytes | coatcheck µs | raw driver µs | ratio |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    worst = 0.0
-    for mode in ("sync", "async"):
-        for size in (200, 4096):
-            if mode == "sync":
-                ours, theirs, nbytes = run_sync(size)
-            else:
-                ours, theirs, nbytes = asyncio.run(run_async(size))
-            ratio = ours / theirs
-            worst = max(worst, ratio)
-            print(f"| {mode} | {nbytes} | {ours:.0f} | {theirs:.0f} | {ratio:.2f} |")
-    print("\nRead + lock, raw PyMySQL (µs per read)\n")
+    report(run())
+    print("Read + lock, raw PyMySQL (µs per read)\n")
     print("| design | µs |")
     print("| --- | ---: |")
     for name, us in read_designs():
         print(f"| {name} | {us:.0f} |")
-    print(f"\nworst ratio {worst:.2f}; took {time.perf_counter() - t0:.0f}s")
     return 0
 
 

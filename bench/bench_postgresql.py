@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -26,51 +24,15 @@ from coatcheck import AsyncSessionManager, Config, SessionManager, open_async_st
 from coatcheck.ids import storage_key
 from coatcheck.stores.postgresql import Statements, drop_namespace, parse_url
 
+from .timing import Bench, Rounds, Row, compare, compare_async, cycles, report
+
 URL = os.environ.get("COATCHECK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))
-N = int(os.environ.get("BENCH_N", "100"))
+N = cycles(100)
 CONFIG = Config(gc_probability=0, cookie_secure=True, touch_threshold=60)
 
 
 def data(size: int) -> dict[str, object]:
     return {"n": 0, "user": "ann", "pad": "x" * max(0, size - 40)}
-
-
-def paired(ours: Callable[[], None], theirs: Callable[[], None]) -> tuple[float, float, float]:
-    """Median µs per cycle of each, and the median of per-round ratios.
-
-    Rounds alternate between the two, so load from elsewhere on the machine hits both
-    alike; the ratio of each pair of neighbouring rounds is what the table reports.
-    """
-    for _ in range(20):  # warm-up: connections open, statements prepared
-        ours()
-        theirs()
-    a, b = [], []
-    for _ in range(ROUNDS):
-        for fn, out in ((ours, a), (theirs, b)):
-            t = time.perf_counter()
-            for _ in range(N):
-                fn()
-            out.append((time.perf_counter() - t) / N * 1e6)
-    ratios = [x / y for x, y in zip(a, b, strict=True)]
-    return statistics.median(a), statistics.median(b), statistics.median(ratios)
-
-
-async def paired_async(
-    ours: Callable[[], Awaitable[None]], theirs: Callable[[], Awaitable[None]]
-) -> tuple[float, float, float]:
-    for _ in range(20):
-        await ours()
-        await theirs()
-    a, b = [], []
-    for _ in range(ROUNDS):
-        for fn, out in ((ours, a), (theirs, b)):
-            t = time.perf_counter()
-            for _ in range(N):
-                await fn()
-            out.append((time.perf_counter() - t) / N * 1e6)
-    ratios = [x / y for x, y in zip(a, b, strict=True)]
-    return statistics.median(a), statistics.median(b), statistics.median(ratios)
 
 
 def table_url() -> str:
@@ -119,64 +81,65 @@ def seed(url: str, size: int) -> tuple[str, int]:
     return s.id, len(getattr(stored, "payload", b""))
 
 
-def run_sync(size: int) -> tuple[float, float, float, int]:
+def run_sync(size: int) -> tuple[Rounds, int]:
     url = table_url()
     try:
         sid, nbytes = seed(url, size)
         store = open_store(url)
         manager = SessionManager(store, CONFIG)
 
-        def coatcheck() -> None:
+        def session() -> None:
             s = manager.start(sid)
             s["n"] += 1
             s.write_close()
 
-        raw = Raw(url, storage_key(sid))
+        raw = Raw(url, storage_key(seed(url, size)[0]))  # a session of its own
         with psycopg.connect(parse_url(url).conninfo, autocommit=True) as conn:
-            result = paired(coatcheck, lambda: raw.cycle(conn))
+            rounds = compare({"session": session, "raw": lambda: raw.cycle(conn)}, N)
         store.close()
-        return (*result, nbytes)
+        return rounds, nbytes
     finally:
         drop_namespace(url)
 
 
-async def run_async(size: int) -> tuple[float, float, float, int]:
+async def run_async(size: int) -> tuple[Rounds, int]:
     url = table_url()
     try:
         sid, nbytes = seed(url, size)
         store = open_async_store(url)
         manager = AsyncSessionManager(store, CONFIG)
 
-        async def coatcheck() -> None:
+        async def session() -> None:
             s = await manager.start(sid)
             s["n"] += 1
             await s.write_close()
 
-        raw = Raw(url, storage_key(sid))
+        raw = Raw(url, storage_key(seed(url, size)[0]))
         conn = await psycopg.AsyncConnection.connect(parse_url(url).conninfo, autocommit=True)
         async with conn:
-            result = await paired_async(coatcheck, lambda: raw.acycle(conn))
+            rounds = await compare_async({"session": session, "raw": lambda: raw.acycle(conn)}, N)
         await store.close()
-        return (*result, nbytes)
+        return rounds, nbytes
     finally:
         drop_namespace(url)
 
 
+LABELS = {"session": "coatcheck session", "raw": "raw psycopg, same 2 statements"}
+
+
+def run() -> Bench:
+    rows = []
+    for size in (200, 4096):
+        rounds, nbytes = run_sync(size)
+        rows.append(Row("sync", nbytes, rounds))
+    for size in (200, 4096):
+        rounds, nbytes = asyncio.run(run_async(size))
+        rows.append(Row("async", nbytes, rounds))
+    return Bench("PostgreSQL", LABELS, ("raw",), rows)
+
+
 def main() -> int:
-    t0 = time.perf_counter()
-    print(f"PostgreSQL session cycle: {ROUNDS} alternating rounds x {N} cycles, medians\n")
-    print("| mode | record bytes | coatcheck µs/op | raw psycopg µs/op | ratio (median of pairs) |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    worst = 0.0
-    for mode in ("sync", "async"):
-        for size in (200, 4096):
-            if mode == "sync":
-                ours, theirs, ratio, nbytes = run_sync(size)
-            else:
-                ours, theirs, ratio, nbytes = asyncio.run(run_async(size))
-            worst = max(worst, ratio)
-            print(f"| {mode} | {nbytes} | {ours:.0f} | {theirs:.0f} | {ratio:.2f} |")
-    print(f"\nworst ratio {worst:.2f} (target <= 1.25); took {time.perf_counter() - t0:.0f}s")
+    report(run())
     return 0
 
 

@@ -14,11 +14,10 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -31,57 +30,16 @@ from coatcheck.stores.redis_clients import async_client, sync_client
 from coatcheck.stores.redis_config import parse
 from coatcheck.stores.redis_scripts import READ_LOCK, WRITE, Keys
 
+from .timing import Bench, Rounds, Row, compare, compare_async, cycles, report
+
 URL = os.environ.get("COATCHECK_TEST_REDIS", "redis://127.0.0.1:6379/0")
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))
-N = int(os.environ.get("BENCH_N", "200"))
+N = cycles(200)
 CONFIG = Config(gc_probability=0, cookie_secure=True, touch_threshold=60)
 TOKEN = "raw-token-raw-token-xx"
 
 
 def data(size: int) -> dict[str, object]:
     return {"n": 0, "user": "ann", "pad": "x" * max(0, size - 40)}
-
-
-Rounds = dict[str, list[float]]
-
-
-def compare(fns: dict[str, Callable[[], None]]) -> Rounds:
-    """µs per cycle of each, per round.
-
-    Rounds alternate between them, so load from elsewhere on the machine hits all alike;
-    ratios are taken between neighbouring rounds (see :func:`row`).
-    """
-    for _ in range(50):  # warm-up: connections open, scripts loaded
-        for fn in fns.values():
-            fn()
-    out: Rounds = {name: [] for name in fns}
-    for _ in range(ROUNDS):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            for _ in range(N):
-                fn()
-            out[name].append((time.perf_counter() - t) / N * 1e6)
-    return out
-
-
-async def compare_async(fns: dict[str, Callable[[], Awaitable[None]]]) -> Rounds:
-    for _ in range(50):
-        for fn in fns.values():
-            await fn()
-    out: Rounds = {name: [] for name in fns}
-    for _ in range(ROUNDS):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            for _ in range(N):
-                await fn()
-            out[name].append((time.perf_counter() - t) / N * 1e6)
-    return out
-
-
-def ratio(rounds: Rounds, ours: str, theirs: str) -> float:
-    """The median of the per-round ratios."""
-    pairs = zip(rounds[ours], rounds[theirs], strict=True)
-    return statistics.median(x / y for x, y in pairs)
 
 
 def prefixed_url() -> str:
@@ -197,7 +155,7 @@ def run_sync(size: int) -> tuple[Rounds, int]:
         raw = Raw(url, storage_key(seed(url, size)[0]), client)  # a session of its own
         cycle = store_cycle(store, storage_key(seed(url, size)[0]))
         rounds = compare(
-            {"session": session, "store": cycle, "script": raw.script, "direct": raw.direct}
+            {"session": session, "store": cycle, "script": raw.script, "direct": raw.direct}, N
         )
         client.close()
         client.connection_pool.disconnect()
@@ -223,7 +181,7 @@ async def run_async(size: int) -> tuple[Rounds, int]:
         raw = Raw(url, storage_key(seed(url, size)[0]), client)
         cycle = store_cycle(store, storage_key(seed(url, size)[0]))
         rounds = await compare_async(
-            {"session": session, "store": cycle, "script": raw.ascript, "direct": raw.adirect}
+            {"session": session, "store": cycle, "script": raw.ascript, "direct": raw.adirect}, N
         )
         await client.aclose()
         await client.connection_pool.disconnect()
@@ -233,37 +191,27 @@ async def run_async(size: int) -> tuple[Rounds, int]:
         drop_namespace(url)
 
 
-HEAD = (
-    "| mode | record bytes | coatcheck session | coatcheck store only "
-    "| raw redis-py register_script | raw redis-py execute_command "
-    "| session / raw script | session / raw execute | store only / raw execute |"
-)
+LABELS = {
+    "session": "coatcheck session",
+    "store": "coatcheck store only",
+    "script": "raw redis-py register_script",
+    "direct": "raw redis-py execute_command",
+}
+
+
+def run() -> Bench:
+    rows = []
+    for size in (200, 4096):
+        rounds, nbytes = run_sync(size)
+        rows.append(Row("sync", nbytes, rounds))
+    for size in (200, 4096):
+        rounds, nbytes = asyncio.run(run_async(size))
+        rows.append(Row("async", nbytes, rounds))
+    return Bench("Redis", LABELS, ("script", "direct"), rows)
 
 
 def main() -> int:
-    t0 = time.perf_counter()
-    print(f"Redis session cycle: {ROUNDS} alternating rounds x {N} cycles, medians (µs/op)\n")
-    print(HEAD)
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    worst = 0.0
-    for mode in ("sync", "async"):
-        for size in (200, 4096):
-            if mode == "sync":
-                rounds, nbytes = run_sync(size)
-            else:
-                rounds, nbytes = asyncio.run(run_async(size))
-            med = {name: statistics.median(times) for name, times in rounds.items()}
-            ratios = (
-                ratio(rounds, "session", "script"),
-                ratio(rounds, "session", "direct"),
-                ratio(rounds, "store", "direct"),
-            )
-            worst = max(worst, ratios[0])
-            cells = [f"{med[n]:.0f}" for n in ("session", "store", "script", "direct")]
-            cells += [f"{r:.2f}" for r in ratios]
-            print(f"| {mode} | {nbytes} | " + " | ".join(cells) + " |")
-    took = time.perf_counter() - t0
-    print(f"\nworst session / raw script {worst:.2f} (target <= 1.25); took {took:.0f}s")
+    report(run())
     return 0
 
 
