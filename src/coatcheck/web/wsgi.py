@@ -13,15 +13,14 @@ cookie. The first touch reads it and, in ``exclusive`` mode, takes its lock, in 
 call. It is saved and the lock released when the app calls ``start_response`` (before any
 body is sent, so the cookie can still go out), or earlier by ``write_close()``. A request
 whose app raises, or answers with a 5xx, is not saved: the lock is released, the stored
-data stays as it was. A coatcheck error never escapes as a traceback: the store being down
-or the lock busy is a 503, a conflicting concurrent change a 409.
+data stays as it was. An outage or a race never escapes as a traceback: the store being
+down or the lock busy is a 503, a conflicting concurrent change a 409.
 """
 
 from __future__ import annotations
 
 import functools
 import http
-import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, replace
@@ -30,11 +29,21 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from .. import Client, Config, Session, SessionManager, open_store
 from ..config import LockMode
-from ..errors import CoatcheckError, ConfigError, SessionClosed
+from ..errors import (
+    CoatcheckError,
+    ConfigError,
+    LockLost,
+    LockTimeout,
+    SessionClosed,
+    SessionConflict,
+    StoreUnavailable,
+)
 from .common import WebOptions, client_from, error_response, session_headers
 from .cookies import session_cookie
 
-log = logging.getLogger("coatcheck")
+ANSWERED = (StoreUnavailable, LockTimeout, LockLost, SessionConflict)
+"""Errors the middleware turns into a 503 or 409 answer. Others (a read-only session
+written to, a session too large to store) are bugs in the app and propagate as such."""
 
 ENVIRON_KEY = "coatcheck.session"
 """Where the middleware puts each request's :class:`WSGISession` in the WSGI environ."""
@@ -103,7 +112,7 @@ class WSGISession(MutableMapping[str, Any]):
                 read_only=self.options.read_only,
                 lock_mode=self.options.lock_mode,
             )
-        except CoatcheckError as e:
+        except ANSWERED as e:
             self._load_error = e
             raise
 
@@ -217,7 +226,7 @@ class SessionMiddleware:
         exchange = _Exchange(self, session, start_response)
         try:
             return exchange.run(self.app, environ)
-        except CoatcheckError as e:  # at first touch, or from write_close() in the app
+        except ANSWERED as e:  # at first touch, or from write_close() in the app
             _abort(session)
             return exchange.fail(e)
         except BaseException:
@@ -245,8 +254,6 @@ class SessionMiddleware:
         code, headers, body = error_response(exc)
         if code == 409:
             code = self.conflict_status
-        elif code == 500:  # not an outage or a race but a bug (e.g. SessionTooLarge)
-            log.error("session error ended the request", exc_info=exc)
         return _status_line(code), headers, body
 
 
@@ -271,7 +278,7 @@ class _Exchange:
             self.session._response_started = True
             try:
                 self.extra = self.mw.finish(self.session, _status_code(status))
-            except CoatcheckError as e:
+            except ANSWERED as e:
                 line, err_headers, self.error_body = self.mw.error_reply(e)
                 self.server_start(line, err_headers, exc_info)
                 return _discard
