@@ -8,49 +8,105 @@ Nothing here imports a web framework.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from ..engine import Client
-from ..errors import CoatcheckError, LockLost, LockTimeout, SessionConflict, StoreUnavailable
+from ..errors import (
+    CoatcheckError,
+    ConfigError,
+    LockLost,
+    LockTimeout,
+    SessionConflict,
+    StoreUnavailable,
+)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_PROXY_HEADERS = ("X-Forwarded-For", "Forwarded")
+# One ``for=`` parameter of a Forwarded element: a token or a quoted string (RFC 7239 4).
+_FOR = re.compile(r'(?:^|[;,\s])for\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)', re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
 class WebOptions:
-    """Web-layer options. ``trusted_proxies``: CIDRs whose X-Forwarded-For is believed."""
+    """Web-layer options.
+
+    ``trusted_proxies``: CIDRs whose forwarding header is believed. ``proxy_header``: the
+    header those proxies set, ``"X-Forwarded-For"`` or ``"Forwarded"`` (RFC 7239). Only that
+    one is read: a proxy that sets one header passes the other through from the client, so
+    falling back to it would let a client choose its own address.
+    """
 
     trusted_proxies: tuple[str, ...] = ()
+    proxy_header: str = "X-Forwarded-For"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "trusted_proxies", tuple(self.trusted_proxies))
         self.networks()  # a bad CIDR fails at start-up, not on the first request
+        header = {h.lower(): h for h in _PROXY_HEADERS}.get(str(self.proxy_header).lower())
+        if header is None:
+            raise ConfigError("proxy_header must be 'X-Forwarded-For' or 'Forwarded'")
+        object.__setattr__(self, "proxy_header", header)
 
     def networks(self) -> list[Network]:
         return [ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies]
 
 
-def client_address(peer: str | None, forwarded_for: str | None, options: WebOptions) -> str | None:
-    """The client's IP: the peer, or the last X-Forwarded-For hop not from a trusted proxy.
+def client_address(
+    peer: str | None,
+    forwarded_for: str | None,
+    options: WebOptions,
+    forwarded: str | None = None,
+) -> str | None:
+    """The client's IP: the peer, or the last forwarded hop not from a trusted proxy.
 
-    X-Forwarded-For is read only when the peer itself is a trusted proxy, right to left,
-    so a client cannot choose its own address by sending the header.
+    The header named by ``options.proxy_header`` (``forwarded_for`` holds X-Forwarded-For,
+    ``forwarded`` holds Forwarded) is read only when the peer itself is a trusted proxy,
+    right to left, so a client cannot choose its own address by sending the header.
     """
     networks = options.networks()
-    if not networks or not forwarded_for or not _trusted(peer, networks):
+    if not networks or not _trusted(peer, networks):
         return peer
-    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    if options.proxy_header == "Forwarded":
+        hops = forwarded_hops(forwarded)
+    else:
+        hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
     for hop in reversed(hops):
         if not _trusted(hop, networks):
             return hop
     return hops[0] if hops else peer
 
 
+def forwarded_hops(header: str | None) -> list[str]:
+    """The ``for=`` nodes of a Forwarded header, in order, as bare addresses.
+
+    ``for="[2001:db8::1]:4711"`` gives ``2001:db8::1``, ``for=192.0.2.1:80`` gives
+    ``192.0.2.1``; ``unknown`` and obfuscated names are kept as they are (never trusted).
+    """
+    hops = []
+    for match in _FOR.finditer(header or ""):
+        node = match.group(1)
+        if len(node) >= 2 and node[0] == node[-1] == '"':
+            node = re.sub(r"\\(.)", r"\1", node[1:-1])
+        if node.startswith("["):
+            node = node[1:].partition("]")[0]
+        elif node.count(":") == 1:
+            node = node.partition(":")[0]  # IPv4 with a port
+        if node:
+            hops.append(node)
+    return hops
+
+
 def client_from(
-    user_agent: str, peer: str | None, forwarded_for: str | None, options: WebOptions
+    user_agent: str,
+    peer: str | None,
+    forwarded_for: str | None,
+    options: WebOptions,
+    forwarded: str | None = None,
 ) -> Client:
     """What fingerprint binding needs to know about the request's client."""
-    return Client(user_agent=user_agent, ip=client_address(peer, forwarded_for, options))
+    ip = client_address(peer, forwarded_for, options, forwarded)
+    return Client(user_agent=user_agent, ip=ip)
 
 
 def error_response(exc: CoatcheckError) -> tuple[int, list[tuple[str, str]], bytes]:
