@@ -145,9 +145,14 @@ class CoatcheckMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 try:
+                    if slot.failure is not None and message["status"] >= 500:
+                        # The framework turned our load error into its own 500 (Quart and
+                        # Litestar handle exceptions inside): answer with ours instead.
+                        raise slot.failure
                     extra = await slot.finish(message["status"])
                 except MAPPED_ERRORS as e:
                     replaced = True  # the app's answer is dropped: its changes were not saved
+                    await slot.abort()
                     await self._send_error(send, e)
                     return
                 message["headers"] = self._with_headers(list(message.get("headers", [])), extra)
@@ -236,6 +241,7 @@ class LazySession(MutableMapping[str, Any]):
         self._session: AsyncSession | None = None
         self._fresh = False
         self._opted_out = False
+        self.failure: CoatcheckError | None = None  # a load error, for the response
 
     # --- state --------------------------------------------------------------------------
 
@@ -288,9 +294,13 @@ class LazySession(MutableMapping[str, Any]):
         else:
             manager = self._mw.manager
             await self._mw.open_store()
-        self._session = await manager.start(
-            self._cookie, client=self._client, read_only=read_only, lock_mode=lock_mode
-        )
+        try:
+            self._session = await manager.start(
+                self._cookie, client=self._client, read_only=read_only, lock_mode=lock_mode
+            )
+        except MAPPED_ERRORS as e:
+            self.failure = e
+            raise
         return self._session
 
     async def finish(self, status: int) -> list[tuple[str, str]]:
