@@ -6,6 +6,9 @@ import io
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from coatcheck import Client, Config, SessionManager, open_store
 from coatcheck.cli import main
 from coatcheck.demo import make_app
 
@@ -76,3 +79,37 @@ def test_cli_gc_and_stats(tmp_path: Path, capsys: Any) -> None:
     assert "removed 0" in capsys.readouterr().out
     assert main(["stats", "--store", "nosuch://x"]) == 1
     assert "unknown store URL scheme" in capsys.readouterr().err
+
+
+def test_demo_survives_a_visitor_setting_visits_to_text(tmp_path: Path) -> None:
+    app = make_app(f"sqlite:///{tmp_path}/demo.db")
+    _, headers, _ = call(app)
+    cookie = headers["Set-Cookie"].split(";")[0]
+    call(app, "/set", "POST", cookie, b"name=visits&value=abc")
+    status, _, page = call(app, cookie=cookie)
+    assert status == "200 OK" and 'id="visits">1<' in page
+
+
+def test_demo_releases_the_lock_when_a_request_fails(tmp_path: Path) -> None:
+    app = make_app(f"sqlite:///{tmp_path}/demo.db", Config(lock_wait=0))
+    _, headers, _ = call(app)
+    cookie = headers["Set-Cookie"].split(";")[0]
+    broken = {"PATH_INFO": "/set", "REQUEST_METHOD": "POST", "HTTP_COOKIE": cookie}
+    broken["HTTP_USER_AGENT"] = "test"
+    with pytest.raises(KeyError):  # no wsgi.input: the app fails while holding the lock
+        app(broken, lambda status, headers: None)
+    status, _, page = call(app, cookie=cookie)  # not kept waiting for the failed request
+    assert status == "200 OK" and 'id="visits">2<' in page
+
+
+def test_demo_answers_503_while_another_request_holds_the_lock(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/demo.db"
+    app = make_app(url, Config(lock_wait=0))
+    _, headers, _ = call(app)
+    cookie = headers["Set-Cookie"].split(";")[0]
+    holder = SessionManager(open_store(url)).start(cookie.split("=", 1)[1], client=Client("test"))
+    assert not holder.is_new
+    status, headers, _ = call(app, cookie=cookie)
+    assert status == "503 Service Unavailable" and headers["Retry-After"] == "1"
+    holder.abort()
+    assert call(app, cookie=cookie)[0] == "200 OK"

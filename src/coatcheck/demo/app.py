@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
-from .. import Client, Config, SessionManager, StoreUnavailable, open_store
+from .. import Client, CoatcheckError, Config, Session, SessionManager, open_store
+from ..web.common import error_response
 from ..web.cookies import session_cookie
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
@@ -40,15 +42,25 @@ def make_app(
     manager = SessionManager(open_store(store_url), config or Config())
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "/")
-        method = environ.get("REQUEST_METHOD", "GET")
         cookie = session_cookie(environ.get("HTTP_COOKIE"), manager.config.cookie_name)
         client = Client(user_agent=environ.get("HTTP_USER_AGENT", ""))
         try:
             session = manager.start(cookie, client=client)
-        except StoreUnavailable:
-            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
-            return [b"session store unavailable, try again shortly\n"]
+            try:
+                return handle(session, environ, start_response)
+            except BaseException:
+                session.abort()  # a failed request must not keep the lock until its lease ends
+                raise
+        except CoatcheckError as e:  # busy, unavailable, or changed meanwhile: say so
+            code, headers, body = error_response(e)
+            start_response(f"{code} {HTTPStatus(code).phrase}", headers)
+            return [body]
+
+    def handle(
+        session: Session, environ: dict[str, Any], start_response: StartResponse
+    ) -> list[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        method = environ.get("REQUEST_METHOD", "GET")
         status = _status(session.is_new, session.is_expired, session.is_bad_hash)
         if method == "POST":
             form = _form(environ)
@@ -63,7 +75,8 @@ def make_app(
                 start_response("404 Not Found", [("Content-Type", "text/plain")])
                 return [b"not found\n"]
             return _finish(session, start_response, "303 See Other", [("Location", "/")], b"")
-        session["visits"] = int(session.get("visits", 0)) + 1
+        visits = session.get("visits")  # a visitor can set "visits" to anything via /set
+        session["visits"] = (visits if type(visits) is int else 0) + 1
         rows = "".join(
             f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
             for k, v in session.items()
