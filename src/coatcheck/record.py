@@ -29,22 +29,21 @@ class Header:
     grace_until: float | None = None  # a tombstone follows its successor until then
 
     def to_json(self) -> dict[str, Any]:
+        # one-letter keys keep the header line short; unpack() reads the same letters
         out: dict[str, Any] = {"v": FORMAT, "c": self.created}
-        for name, short in _SHORT.items():
-            value = getattr(self, name)
-            if value:
-                out[short] = value
+        if self.idle:
+            out["i"] = self.idle
+        if self.absolute:
+            out["a"] = self.absolute
+        if self.fingerprint:
+            out["f"] = self.fingerprint
+        if self.big:
+            out["j"] = self.big
+        if self.successor:
+            out["s"] = self.successor
+        if self.grace_until:
+            out["g"] = self.grace_until
         return out
-
-
-_SHORT = {
-    "idle": "i",
-    "absolute": "a",
-    "fingerprint": "f",
-    "big": "j",
-    "successor": "s",
-    "grace_until": "g",
-}
 
 
 def pack(header: Header, data_bytes: bytes) -> bytes:
@@ -62,20 +61,29 @@ def unpack(payload: bytes) -> tuple[Header, bytes]:
     created = meta.get("c")
     if not isinstance(created, int | float) or isinstance(created, bool):
         raise ValueError("payload header has no creation time")
-    header = Header(created=float(created))
-    for name, short in _SHORT.items():
-        if short in meta:
-            setattr(header, name, meta[short])
+    get = meta.get
+    header = Header(
+        created=float(created),
+        idle=get("i"),
+        absolute=get("a"),
+        fingerprint=get("f"),
+        big=get("j", False),
+        successor=get("s"),
+        grace_until=get("g"),
+    )
     _check_types(header)
     return header, data
 
 
+_NUMBER = (int, float)
+
+
 def _check_types(h: Header) -> None:
-    numbers = (h.idle, h.absolute, h.grace_until)
-    if any(v is not None and type(v) not in (int, float) for v in numbers):
-        raise ValueError("payload header has a non-numeric timeout")
-    strings = (h.fingerprint, h.successor)
-    if any(v is not None and type(v) is not str for v in strings):
-        raise ValueError("payload header has a malformed hash")
+    for number in (h.idle, h.absolute, h.grace_until):
+        if number is not None and type(number) not in _NUMBER:
+            raise ValueError("payload header has a non-numeric timeout")
+    for text in (h.fingerprint, h.successor):
+        if text is not None and type(text) is not str:
+            raise ValueError("payload header has a malformed hash")
     if type(h.big) is not bool:
         raise ValueError("payload header has a malformed flag")
