@@ -1,0 +1,73 @@
+"""The AJAX burst, end to end: 8 concurrent requests with one cookie against uvicorn.
+
+Counts and ordering only; the wall times of the three cases are in bench/bench_burst_asgi.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.services import REDIS_URL, require
+from tests.web.burst_app import BURST, burst, fire, serve, stored_data
+
+
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('burst')}/sessions.db"
+    else:
+        require("127.0.0.1", 6379, "Redis")
+        url = f"{REDIS_URL}?prefix=cc_{uuid.uuid4().hex[:12]}:"
+    try:
+        with serve(url) as base:
+            yield base
+    finally:
+        if request.param == "redis":
+            from coatcheck.stores.redis import drop_namespace
+
+            drop_namespace(url)
+
+
+async def test_exclusive_with_early_release_keeps_every_increment(server: str) -> None:
+    _, statuses, data = await burst(server, "early")
+    assert statuses == [200] * BURST
+    assert data["n"] == BURST
+
+
+async def test_exclusive_held_through_the_work_is_serialized(server: str) -> None:
+    _, statuses, data = await burst(server, "held")
+    assert statuses == [200] * BURST
+    assert data["n"] == BURST
+    spans: list[Any] = sorted(data["spans"])
+    assert sorted(i for _, _, i in spans) == list(range(BURST))  # every request recorded
+    for (_, left, _), (entered, _, _) in itertools.pairwise(spans):
+        assert entered >= left  # the next holder entered only after the previous one left
+
+
+async def test_optimistic_writes_to_own_keys_all_survive(server: str) -> None:
+    cookie, statuses, data = await burst(server, "optimistic")
+    assert set(statuses) <= {200, 409}
+    # nothing is lost silently: a 200 means the key is stored, a 409 means it is not
+    kept = {k for k in data if k.startswith("k")}
+    assert kept == {f"k{i}" for i, status in enumerate(statuses) if status == 200}
+    assert data["n"] == 0  # nobody touched the shared counter
+    # a 409 says "try again"; a client that does so ends with every key stored. (The
+    # session layer gives up merging after a few rounds, so a burst may see some 409s.)
+    async with httpx.AsyncClient(base_url=server, timeout=60) as client:
+        for _ in range(BURST):
+            failed = [i for i, status in enumerate(statuses) if status != 200]
+            if not failed:
+                break
+            for i, status in zip(failed, await fire(client, cookie, "optimistic", failed)):
+                statuses[i] = status
+        assert statuses == [200] * BURST
+        data = await stored_data(client, cookie)
+    assert {k for k in data if k.startswith("k")} == {f"k{i}" for i in range(BURST)}
