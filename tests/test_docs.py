@@ -10,6 +10,8 @@ need no server (memory://, file://, sqlite://).
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -17,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+import coatcheck
+from coatcheck import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNABLE_PAGES = ["README.md", "docs/guide.md", "docs/custom-store.md", "docs/security.md"]
@@ -201,3 +206,38 @@ def test_link_checker_catches_a_broken_link(tmp_path: Path) -> None:
         "there.md#nope (no such heading)",
         "missing2.md (no such file)",
     ]
+
+
+def table_rows(page: str, heading: str) -> list[list[str]]:
+    """The cells of the first table under ``heading`` in ``page``."""
+    text = (ROOT / page).read_text(encoding="utf-8")
+    section = text.split(f"\n{heading}\n", 1)[1]
+    rows = []
+    for line in section.splitlines():
+        if line.startswith("|"):
+            rows.append([cell.strip() for cell in line.strip("|").split(" | ")])
+        elif rows:
+            break
+    return rows[2:]  # past the header and the --- line
+
+
+def test_guide_lists_every_option_with_its_true_default() -> None:
+    documented = {}
+    for row in table_rows("docs/guide.md", "## Every option"):
+        name, default = (re.search(r"`([^`]*)`", cell) for cell in row[:2])
+        assert name and default, row
+        documented[name.group(1)] = ast.literal_eval(default.group(1))
+    actual = {f.name: f.default for f in dataclasses.fields(Config)}
+    assert documented == actual
+
+
+def test_guide_tells_what_to_do_about_every_error() -> None:
+    rows = table_rows("docs/guide.md", "## Errors, and what to do about each")
+    documented = {re.findall(r"`(\w+)`", row[0])[0] for row in rows}
+    errors = {
+        name
+        for name in coatcheck.__all__
+        if isinstance(getattr(coatcheck, name), type)
+        and issubclass(getattr(coatcheck, name), coatcheck.CoatcheckError)
+    }
+    assert documented == errors - {"CoatcheckError"}
