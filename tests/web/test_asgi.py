@@ -149,6 +149,12 @@ def store(tmp_path: Path) -> ThreadedAsyncStore:
     return counting_store(tmp_path)
 
 
+def counting_store_in_tmp() -> ThreadedAsyncStore:
+    import tempfile
+
+    return counting_store(Path(tempfile.mkdtemp()))
+
+
 @pytest.fixture
 def browser(store: ThreadedAsyncStore) -> Iterator[TestClient]:
     with client_for(make_app(store)) as c:
@@ -424,3 +430,54 @@ def test_redis_store_end_to_end() -> None:
         from coatcheck.stores.redis import drop_namespace
 
         drop_namespace(url)
+
+
+def test_starsessions_session_moves_over_under_a_new_id() -> None:
+    """An old starsessions session in Redis becomes a coatcheck session on its next request."""
+    require("127.0.0.1", 6379, "Redis")
+    import json
+    import re
+    import secrets
+
+    import redis
+    import redis.asyncio
+
+    old_prefix = f"cc_{uuid.uuid4().hex[:12]}.starsessions."
+    old_id = secrets.token_hex(16)  # starsessions' id format
+    old_record = {"user": "ada", "__metadata__": {"lifetime": 0, "created": 1, "last_access": 1}}
+    sync_redis = redis.Redis.from_url(REDIS_URL)
+    sync_redis.set(old_prefix + old_id, json.dumps(old_record), ex=60)
+
+    async def from_starsessions(cookie: str) -> dict[str, Any] | None:
+        if not re.fullmatch(r"[0-9a-f]{32}", cookie):
+            return None  # not one of theirs: never sent to a store
+        client = redis.asyncio.Redis.from_url(REDIS_URL)
+        try:
+            raw = await client.getdel(old_prefix + cookie)
+        finally:
+            await client.aclose()
+        if raw is None:
+            return None
+        data: dict[str, Any] = json.loads(raw)
+        data.pop("__metadata__", None)
+        return data
+
+    store = counting_store_in_tmp()
+    app = make_app(store, migrate=from_starsessions)
+    try:
+        with client_for(app, cookies={"session": old_id}) as c:
+            assert c.get("/peek").json() == {}  # read-only: the old session is left alone
+            assert sync_redis.exists(old_prefix + old_id) == 1
+            first = c.get("/")
+            assert first.text == "n=1 user=ada"
+            new_id = cookie_of(headers(first))
+            assert new_id and new_id != old_id and ids.is_well_formed(new_id)
+            c.cookies.clear()  # the jar would send the old cookie too (it has no domain)
+            c.cookies.set("session", new_id)
+            assert c.get("/").text == "n=2 user=ada"
+        assert sync_redis.exists(old_prefix + old_id) == 0
+        with client_for(app, cookies={"session": old_id}) as replay:
+            assert replay.get("/peek").json() == {}  # the old id is spent
+    finally:
+        sync_redis.delete(old_prefix + old_id)
+        sync_redis.close()

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from .. import ids
@@ -57,6 +57,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 ErrorMapper = Callable[[CoatcheckError], tuple[int, list[tuple[str, str]], bytes]]
+Migrate = Callable[[str], Awaitable[Mapping[str, Any] | None]]
 
 # The errors that are the store's or another request's doing, answered with a status.
 # Others (SessionClosed, EncodeError, SessionNotLoaded…) are bugs in the app and propagate.
@@ -77,6 +78,10 @@ class CoatcheckMiddleware:
     5xx. ``cache_control``: the Cache-Control value for responses that used the session
     (None leaves it alone); an app's own Cache-Control is kept. ``on_error``: maps
     StoreUnavailable, LockTimeout, SessionConflict and LockLost to (status, headers, body).
+    ``migrate``: awaited with the raw cookie value when the cookie names no coatcheck
+    session; it may return the data of a session from the old store (starsessions, say),
+    which is copied into a fresh coatcheck session under a new id (on the first writable
+    load; read-only loads leave the old session alone).
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class CoatcheckMiddleware:
         save_on_error: bool = False,
         cache_control: str | None = dict(session_headers())["Cache-Control"],
         on_error: ErrorMapper = error_response,
+        migrate: Migrate | None = None,
     ) -> None:
         self.app = app
         if isinstance(store, AsyncSessionManager):
@@ -115,6 +121,7 @@ class CoatcheckMiddleware:
         self.save_on_error = save_on_error
         self.cache_control = cache_control
         self.on_error = on_error
+        self.migrate = migrate
         self._opened = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -129,7 +136,7 @@ class CoatcheckMiddleware:
         if scope["type"] == "websocket":
             await self.app(scope, receive, send)  # no response to carry a cookie: read-only
             return
-        if self._autoloads(scope.get("path", "")) and slot.names_stored_session:
+        if self._autoloads(scope.get("path", "")) and slot.needs_load:
             try:
                 await slot.load()
             except MAPPED_ERRORS as e:
@@ -251,6 +258,12 @@ class LazySession(MutableMapping[str, Any]):
         return ids.is_well_formed(self._cookie, self._mw.manager.config.id_bytes)
 
     @property
+    def needs_load(self) -> bool:
+        """True when using the session needs an ``await`` first: a store read, or an old
+        session to migrate."""
+        return self.names_stored_session or (self._mw.migrate is not None and bool(self._cookie))
+
+    @property
     def loaded(self) -> bool:
         """True once the session was read (or, with no stored session, begun) here."""
         return self._session is not None
@@ -267,7 +280,7 @@ class LazySession(MutableMapping[str, Any]):
             return self._session
         if self._opted_out:
             raise SessionNotLoaded("this route opted out of the session (no_session)")
-        if self.names_stored_session:
+        if self.needs_load:
             raise SessionNotLoaded(
                 "the session cookie names a stored session that is not loaded yet: "
                 "'await coatcheck.web.asgi.load_session(request)' before using "
@@ -298,6 +311,7 @@ class LazySession(MutableMapping[str, Any]):
             self._session = await manager.start(
                 self._cookie, client=self._client, read_only=read_only, lock_mode=lock_mode
             )
+            await self._migrate(self._session)
         except MAPPED_ERRORS as e:
             self.failure = e
             raise
@@ -332,6 +346,18 @@ class LazySession(MutableMapping[str, Any]):
         await self.abort()
         self._session = None
         self._opted_out = True
+
+    async def _migrate(self, s: AsyncSession) -> None:
+        # Only a writable load migrates: the old record may be consumed by ``migrate``, and
+        # a read-only session could not keep what it returned.
+        migrate = self._mw.migrate
+        if migrate is None or not self._cookie or s.read_only:
+            return
+        if not s.is_new or s.is_expired or s.is_bad_hash:
+            return
+        old = await migrate(self._cookie)
+        if old:
+            s.update(old)  # a fresh id: the old one is never adopted
 
     async def _fresh_gc(self, s: AsyncSession) -> None:
         # PHP draws for GC at every session_start; a fresh session's start made no store
