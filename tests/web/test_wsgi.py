@@ -464,6 +464,11 @@ def test_store_unavailable_at_load_is_503(tmp_path: Path) -> None:
 def test_store_unavailable_at_save_is_503_and_nothing_saved(tmp_path: Path) -> None:
     path = str(tmp_path / "sessions.db")
     store = SQLiteStore(path, timeout=0.05)
+    closed: list[bool] = []
+
+    class Body(list[bytes]):
+        def close(self) -> None:
+            closed.append(True)
 
     def blocked(environ: Any, start_response: Any) -> Iterable[bytes]:
         get_session(environ)["n"] = 1
@@ -475,12 +480,13 @@ def test_store_unavailable_at_save_is_503_and_nothing_saved(tmp_path: Path) -> N
         finally:
             other.execute("ROLLBACK")
             other.close()
-        return [b"unreachable body"]
+        return Body([b"the app's body, replaced"])
 
     browser, _ = wrap(blocked, store)
     response = browser.get("/")
     assert response.status_code == 503
     assert response.get_data() == b"session store unavailable\n"
+    assert closed == [True]  # the replaced body was still closed
     assert "Set-Cookie" not in response.headers
     assert store.count() == 0
 
@@ -589,3 +595,20 @@ def test_redis_store_login_and_logout() -> None:
     finally:
         store.close()
         drop_namespace(url)
+
+
+def test_app_that_never_starts_a_response_releases_lock(store: CountingStore) -> None:
+    seed, manager = wrap(counter_app, store)
+    seed.get("/")
+    sid = seed.cookie() or ""
+
+    def broken(environ: Any, start_response: Any) -> Iterable[bytes]:
+        get_session(environ)["n"] = 99
+        return []  # forgot start_response
+
+    browser = Browser(SessionMiddleware(broken, manager))
+    browser.send_cookie(sid)
+    with pytest.raises(Exception):  # the server's complaint, whatever it is
+        browser.get("/")
+    assert lock_free(store, ids.storage_key(sid))
+    assert seed.get("/").get_data() == b"2"  # the 99 was never saved

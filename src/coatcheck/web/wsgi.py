@@ -302,6 +302,8 @@ class _Exchange:
         if self.error_body is not None:
             _close(body)
             return [self.error_body]
+        if not self.called:  # a broken app: no start_response at all; the server will say so
+            _abort(self.session)
         # Past start_response the session is saved or aborted and holds no lock, so
         # the body itself passes through untouched (keeping wsgi.file_wrapper working).
         return _Body(head, chunks, body) if head else body
