@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -577,8 +578,8 @@ def test_forwarded_for_believed_only_from_trusted_proxies(
 def test_redis_store_login_and_logout() -> None:
     from coatcheck.stores.redis import drop_namespace
 
-    host, _, port = REDIS_URL.split("//", 1)[1].split("/", 1)[0].partition(":")
-    require(host, int(port or 6379), "redis")
+    parts = urlsplit(REDIS_URL)
+    require(parts.hostname or "127.0.0.1", parts.port or 6379, "redis")
     url = f"{REDIS_URL}?prefix=cc_wsgi_{uuid.uuid4().hex[:12]}:"
     store = open_store(url)
     try:
