@@ -481,3 +481,30 @@ def test_starsessions_session_moves_over_under_a_new_id() -> None:
     finally:
         sync_redis.delete(old_prefix + old_id)
         sync_redis.close()
+
+
+def test_websocket_sessions_are_read_only(browser: TestClient, store: Any) -> None:
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    from coatcheck import SessionClosed
+
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        s = await load_session(websocket)
+        try:
+            s["n"] = 0
+            refused = False
+        except SessionClosed:
+            refused = True
+        await websocket.send_json({"n": s.get("n"), "refused": refused})
+        await websocket.close()
+
+    browser.app.router.routes.append(WebSocketRoute("/ws", ws))  # type: ignore[attr-defined]
+    browser.get("/")
+    sid = browser.cookies["session"]
+    before = stored(store, sid)
+    hold_lock(store, sid)  # no lock is needed to read it
+    with browser.websocket_connect("/ws", headers={"Cookie": f"session={sid}"}) as socket:
+        assert socket.receive_json() == {"n": 1, "refused": True}
+    assert stored(store, sid) == before
