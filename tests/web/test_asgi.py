@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response  # noq
 from starlette.routing import Route  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
-from coatcheck import AsyncSessionManager, Config, ids, open_async_store  # noqa: E402
+from coatcheck import Config, ids, open_async_store  # noqa: E402
 from coatcheck.stores.threaded import ThreadedAsyncStore  # noqa: E402
 from coatcheck.web.asgi import (  # noqa: E402
     CoatcheckMiddleware,
@@ -412,9 +412,10 @@ def test_redis_store_end_to_end() -> None:
     require(host, port, "Redis")
     prefix = f"cc_{uuid.uuid4().hex[:12]}:"
     url = f"{REDIS_URL}?prefix={prefix}"
-    store = open_async_store(url)
     app = Starlette(routes=ROUTES)
-    app.add_middleware(CoatcheckMiddleware, store=AsyncSessionManager(store, Config()))
+    # from a URL the middleware owns the store: closed at each client's lifespan shutdown,
+    # as each TestClient runs its own event loop
+    app.add_middleware(CoatcheckMiddleware, store=url, config=Config())
     try:
         with client_for(app) as c:
             assert c.get("/").text == "n=1 user=-"

@@ -123,6 +123,7 @@ class CoatcheckMiddleware:
         self.on_error = on_error
         self.migrate = migrate
         self._opened = False
+        self._owns_store = isinstance(store, str)  # closed at shutdown only if made here
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -203,20 +204,22 @@ class CoatcheckMiddleware:
         log.warning("session error answered with a status: %s", exc)
         status, headers, body = self.on_error(exc)
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-        raw.append((b"content-length", str(len(body)).encode("ascii")))
+        if all(name != b"content-length" for name, _ in raw):
+            raw.append((b"content-length", str(len(body)).encode("ascii")))
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": body})
 
     async def open_store(self) -> None:
-        """Open the store before its first use (not at start-up: a down store must not
-        fail requests that never touch the session)."""
+        """Open the store before its first use, not at start-up: a store that is down
+        must not fail requests that never touch the session."""
         if not self._opened:
             await self.manager.store.open()  # idempotent, so a race here is harmless
             self._opened = True
 
     def _closing_store(self, send: Send) -> Send:
         async def send_closing(message: Message) -> None:
-            if message["type"] == "lifespan.shutdown.complete" and self._opened:
+            done = message["type"] == "lifespan.shutdown.complete"
+            if done and self._opened and self._owns_store:
                 await self.manager.store.close()
                 self._opened = False
             await send(message)
