@@ -172,8 +172,10 @@ def test_set_get_cookie_only_when_id_changes(browser: TestClient, store: Any) ->
     assert sid and ids.is_well_formed(sid)
     raw = first.headers["set-cookie"]
     assert "Secure" in raw and "HttpOnly" in raw and "SameSite=Lax" in raw
+    calls(store).clear()
     second = browser.get("/")
     assert second.text == "n=2 user=-"
+    assert calls(store) == ["read", "write"]  # loaded once (with the lock), saved once
     assert cookie_of(headers(second)) is None  # same id: no Set-Cookie
     assert second.headers["vary"] == "Cookie"
     assert second.headers["cache-control"] == "private, no-store"
