@@ -17,16 +17,13 @@ import hmac
 import os
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from pymemcache.client.base import PooledClient  # type: ignore[import-untyped]
 
-from coatcheck import AsyncSessionManager, Config, SessionManager, open_async_store, open_store
+from coatcheck import AsyncSessionManager, SessionManager, open_async_store, open_store
 from coatcheck.ids import storage_key
-from coatcheck.stores.base import AsyncStore, LockRequest, ReadResult, Stored
 from coatcheck.stores.memcached import (
     Keys,
     Lease,
@@ -38,40 +35,23 @@ from coatcheck.stores.memcached import (
     unpack,
 )
 
-from .timing import Bench, Rounds, Row, compare, compare_async, cycles, report
+from .common import (
+    CONFIG,
+    IDLE,
+    LEASE,
+    TOKEN,
+    async_session_cycle,
+    async_store_cycle,
+    bump,
+    namespaced,
+    seed,
+    session_cycle,
+    store_cycle,
+)
+from .timing import Bench, Row, compare, compare_async, cycles, report
 
 URL = os.environ.get("COATCHECK_TEST_MEMCACHED", "memcached://127.0.0.1:11211")
 N = cycles(200)
-CONFIG = Config(gc_probability=0, cookie_secure=True, touch_threshold=60)
-TOKEN = "raw-token-raw-token-xx"
-LEASE = 30.0
-
-
-def data(size: int) -> dict[str, object]:
-    return {"n": 0, "user": "ann", "pad": "x" * max(0, size - 40)}
-
-
-def prefixed_url() -> str:
-    sep = "&" if "?" in URL else "?"
-    return f"{URL}{sep}prefix=bench_{uuid.uuid4().hex[:10]}:"
-
-
-def seed(url: str, size: int) -> tuple[str, int]:
-    """A stored session of about ``size`` bytes; returns its id and payload size."""
-    store = open_store(url)
-    s = SessionManager(store, CONFIG).start()
-    s.update(data(size))
-    s.write_close()
-    stored = store.read(storage_key(s.id))
-    store.close()
-    return s.id, len(getattr(stored, "payload", b""))
-
-
-def bump(payload: bytes) -> bytes:
-    head, _, body = payload.partition(b"\n")
-    decoded = orjson.loads(body)
-    decoded["n"] += 1
-    return head + b"\n" + orjson.dumps(decoded)
 
 
 class Raw:
@@ -88,7 +68,7 @@ class Raw:
 
     def new_value(self, value: bytes) -> tuple[bytes, int]:
         record = unpack(value)
-        expires_at = time.time() + 1440
+        expires_at = time.time() + IDLE
         packed = pack(bump(record.payload), expires_at, record.version + 1)
         return packed, exptime(expires_at, time.time())
 
@@ -126,46 +106,11 @@ class Raw:
         return cycle
 
 
-def version(stored: ReadResult) -> int:
-    assert isinstance(stored, Stored)
-    return stored.version
-
-
-def store_cycle(store: Any, key: str) -> Callable[[], Any]:
-    """coatcheck's store alone doing the baseline's work: read+lock, bump, fenced write."""
-    lock = LockRequest(TOKEN, LEASE)
-
-    def args(stored: ReadResult) -> tuple[str, bytes, float]:
-        assert isinstance(stored, Stored)
-        return key, bump(stored.payload), time.time() + 1440
-
-    if isinstance(store, AsyncStore):
-
-        async def acycle() -> None:
-            got = await store.read(key, lock)
-            await store.write(*args(got), expect=version(got), token=TOKEN)
-
-        return acycle
-
-    def cycle() -> None:
-        got = store.read(key, lock)
-        store.write(*args(got), expect=version(got), token=TOKEN)
-
-    return cycle
-
-
-def run_sync(size: int) -> tuple[Rounds, int]:
-    url = prefixed_url()
+def run_sync(size: int) -> Row:
+    url = namespaced(URL, "prefix") + ":"
     try:
         sid, nbytes = seed(url, size)
         store = open_store(url)
-        manager = SessionManager(store, CONFIG)
-
-        def session() -> None:
-            s = manager.start(sid)
-            s["n"] += 1
-            s.write_close()
-
         s = parse(url)
         client = PooledClient(
             s.servers[0],
@@ -176,36 +121,37 @@ def run_sync(size: int) -> tuple[Rounds, int]:
             default_noreply=False,
         )
         raw = Raw(url, storage_key(seed(url, size)[0])).sync(client)
-        cycle = store_cycle(store, storage_key(seed(url, size)[0]))
-        rounds = compare({"session": session, "store": cycle, "raw": raw}, N)
+        variants = {
+            "session": session_cycle(SessionManager(store, CONFIG), sid),
+            "store": store_cycle(store, storage_key(seed(url, size)[0])),
+            "raw": raw,
+        }
+        rounds = compare(variants, N)
         client.close()
         store.close()
-        return rounds, nbytes
+        return Row("sync", nbytes, rounds)
     finally:
         drop_namespace(url)
 
 
-async def run_async(size: int) -> tuple[Rounds, int]:
-    url = prefixed_url()
+async def run_async(size: int) -> Row:
+    url = namespaced(URL, "prefix") + ":"
     try:
         sid, nbytes = seed(url, size)
         store = open_async_store(url)
-        manager = AsyncSessionManager(store, CONFIG)
-
-        async def session() -> None:
-            s = await manager.start(sid)
-            s["n"] += 1
-            await s.write_close()
-
         s = parse(url)
         host, port = s.servers[0]
         client = _AioClient(host, port, pool_size=s.pool_size, pool_minsize=1)
         raw = Raw(url, storage_key(seed(url, size)[0])).asynchronous(client)
-        cycle = store_cycle(store, storage_key(seed(url, size)[0]))
-        rounds = await compare_async({"session": session, "store": cycle, "raw": raw}, N)
+        variants = {
+            "session": async_session_cycle(AsyncSessionManager(store, CONFIG), sid),
+            "store": async_store_cycle(store, storage_key(seed(url, size)[0])),
+            "raw": raw,
+        }
+        rounds = await compare_async(variants, N)
         await client.close()
         await store.close()
-        return rounds, nbytes
+        return Row("async", nbytes, rounds)
     finally:
         drop_namespace(url)
 
@@ -218,13 +164,8 @@ LABELS = {
 
 
 def run() -> Bench:
-    rows = []
-    for size in (200, 4096):
-        rounds, nbytes = run_sync(size)
-        rows.append(Row("sync", nbytes, rounds))
-    for size in (200, 4096):
-        rounds, nbytes = asyncio.run(run_async(size))
-        rows.append(Row("async", nbytes, rounds))
+    rows = [run_sync(size) for size in (200, 4096)]
+    rows += [asyncio.run(run_async(size)) for size in (200, 4096)]
     return Bench("Memcached", LABELS, ("raw",), rows)
 
 

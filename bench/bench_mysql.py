@@ -18,30 +18,35 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import aiomysql
-import orjson
 import pymysql
 
-from coatcheck import AsyncSessionManager, Config, SessionManager, open_async_store, open_store
+from coatcheck import AsyncSessionManager, SessionManager, open_async_store, open_store
 from coatcheck.ids import storage_key
 from coatcheck.stores.mysql import drop_namespace
 from coatcheck.stores.mysql_config import parse
 from coatcheck.stores.mysql_ops import Sql
 
-from .timing import Bench, Rounds, Row, compare, compare_async, cycles, report
+from .common import (
+    CONFIG,
+    IDLE,
+    LEASE,
+    TOKEN,
+    async_session_cycle,
+    async_store_cycle,
+    bump,
+    namespaced,
+    seed,
+    session_cycle,
+    store_cycle,
+)
+from .timing import Bench, Row, compare, compare_async, cycles, report
 
 URL = os.environ.get("COATCHECK_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
 N = cycles(200)
-CONFIG = Config(gc_probability=0, cookie_secure=True, touch_threshold=60)
-TOKEN = "raw-token"
-
-
-def data(size: int) -> dict[str, object]:
-    return {"n": 0, "user": "ann", "pad": "x" * max(0, size - 40)}
 
 
 def median_us(fn: Callable[[], object]) -> float:
@@ -50,8 +55,7 @@ def median_us(fn: Callable[[], object]) -> float:
 
 
 def table_url() -> str:
-    sep = "&" if "?" in URL else "?"
-    return f"{URL}{sep}table=bench_{uuid.uuid4().hex[:10]}"
+    return namespaced(URL, "table")
 
 
 def literal(conn: Any, value: object) -> str:
@@ -69,17 +73,13 @@ class Raw:
 
     def lock_args(self) -> dict[str, Any]:
         now = time.time()
-        return {"key": self.key, "token": TOKEN, "now": now, "until": now + 30.0}
+        return {"key": self.key, "token": TOKEN, "now": now, "until": now + LEASE}
 
     def write_args(self, row: tuple[Any, ...]) -> dict[str, Any]:
-        head, _, body = bytes(row[0]).partition(b"\n")
-        decoded = orjson.loads(body)
-        decoded["n"] += 1
-        payload = head + b"\n" + orjson.dumps(decoded)
         return {
             "key": self.key,
-            "payload": payload,
-            "expires_at": time.time() + 1440,
+            "payload": bump(bytes(row[0])),
+            "expires_at": time.time() + IDLE,
             "token": TOKEN,
             "now": time.time(),
         }
@@ -103,63 +103,48 @@ class Raw:
             assert await cur.execute(self.update % args) == 1
 
 
-def seed(url: str, size: int) -> tuple[str, int]:
-    """A stored session of about ``size`` bytes; returns its id and record size."""
-    store = open_store(url)
-    s = SessionManager(store, CONFIG).start()
-    s.update(data(size))
-    s.write_close()
-    stored = store.read(storage_key(s.id))
-    store.close()
-    return s.id, len(getattr(stored, "payload", b""))
-
-
-def run_sync(size: int) -> tuple[Rounds, int]:
+def run_sync(size: int) -> Row:
     url = table_url()
     try:
         sid, nbytes = seed(url, size)
         store = open_store(url)
-        manager = SessionManager(store, CONFIG)
-
-        def session() -> None:
-            s = manager.start(sid)
-            s["n"] += 1
-            s.write_close()
-
-        raw = Raw(url, storage_key(seed(url, size)[0]))  # a session of its own
+        raw = Raw(url, storage_key(seed(url, size)[0]))  # sessions of their own
         conn = pymysql.connect(**parse(url).pymysql_args())
         try:
-            rounds = compare({"session": session, "raw": lambda: raw.cycle(conn)}, N)
+            variants = {
+                "session": session_cycle(SessionManager(store, CONFIG), sid),
+                "store": store_cycle(store, storage_key(seed(url, size)[0])),
+                "raw": lambda: raw.cycle(conn),
+            }
+            rounds = compare(variants, N)
         finally:
             conn.close()
             store.close()
-        return rounds, nbytes
+        return Row("sync", nbytes, rounds)
     finally:
         drop_namespace(url)
 
 
-async def run_async(size: int) -> tuple[Rounds, int]:
+async def run_async(size: int) -> Row:
     url = table_url()
     try:
         sid, nbytes = seed(url, size)
         store = open_async_store(url)
-        manager = AsyncSessionManager(store, CONFIG)
-
-        async def session() -> None:
-            s = await manager.start(sid)
-            s["n"] += 1
-            await s.write_close()
-
         raw = Raw(url, storage_key(seed(url, size)[0]))
         args = parse(url).aiomysql_args()
         args.pop("minsize"), args.pop("maxsize")
         conn = await aiomysql.connect(**args)
         try:
-            rounds = await compare_async({"session": session, "raw": lambda: raw.acycle(conn)}, N)
+            variants = {
+                "session": async_session_cycle(AsyncSessionManager(store, CONFIG), sid),
+                "store": async_store_cycle(store, storage_key(seed(url, size)[0])),
+                "raw": lambda: raw.acycle(conn),
+            }
+            rounds = await compare_async(variants, N)
         finally:
             conn.close()
             await store.close()
-        return rounds, nbytes
+        return Row("async", nbytes, rounds)
     finally:
         drop_namespace(url)
 
@@ -215,17 +200,16 @@ def read_designs() -> list[tuple[str, float]]:
         drop_namespace(url)
 
 
-LABELS = {"session": "coatcheck session", "raw": "raw PyMySQL / aiomysql, same statements"}
+LABELS = {
+    "session": "coatcheck session",
+    "store": "coatcheck store only",
+    "raw": "raw PyMySQL / aiomysql, same statements",
+}
 
 
 def run() -> Bench:
-    rows = []
-    for size in (200, 4096):
-        rounds, nbytes = run_sync(size)
-        rows.append(Row("sync", nbytes, rounds))
-    for size in (200, 4096):
-        rounds, nbytes = asyncio.run(run_async(size))
-        rows.append(Row("async", nbytes, rounds))
+    rows = [run_sync(size) for size in (200, 4096)]
+    rows += [asyncio.run(run_async(size)) for size in (200, 4096)]
     return Bench("MySQL/MariaDB", LABELS, ("raw",), rows)
 
 

@@ -22,33 +22,26 @@ import tempfile
 import time
 from typing import Any
 
-import orjson
-
-from coatcheck import AsyncSessionManager, Config, SessionManager, open_async_store, open_store
+from coatcheck import AsyncSessionManager, SessionManager, open_async_store, open_store
 from coatcheck.ids import storage_key
 
-from .timing import Bench, Rounds, Row, compare, compare_async, cycles, report
+from .common import (
+    CONFIG,
+    IDLE,
+    LEASE,
+    TOKEN,
+    async_session_cycle,
+    async_store_cycle,
+    bump,
+    seed,
+    session_cycle,
+    store_cycle,
+)
+from .timing import Bench, Row, compare, compare_async, cycles, report
 
 N = cycles(400)
-CONFIG = Config(gc_probability=0, cookie_secure=True, touch_threshold=60)
 TABLE = "coatcheck_sessions"  # the store's default table
 COLUMNS = "payload, expires_at, version, lock_token, lock_until"
-TOKEN = "raw-token"
-
-
-def data(size: int) -> dict[str, object]:
-    return {"n": 0, "user": "ann", "pad": "x" * max(0, size - 40)}
-
-
-def seed(path: str, size: int) -> tuple[str, int]:
-    """A stored session of about ``size`` bytes; returns its id and record size."""
-    store = open_store(f"sqlite:///{path}")
-    s = SessionManager(store, CONFIG).start()
-    s.update(data(size))
-    s.write_close()
-    stored = store.read(storage_key(s.id))
-    store.close()
-    return s.id, len(getattr(stored, "payload", b""))
 
 
 class Raw:
@@ -66,17 +59,14 @@ class Raw:
         row = conn.execute(f"SELECT {COLUMNS} FROM {TABLE} WHERE key=?", (key,)).fetchone()
         conn.execute(
             f"UPDATE {TABLE} SET lock_token=?, lock_until=? WHERE key=?",
-            (TOKEN, time.time() + 30, key),
+            (TOKEN, time.time() + LEASE, key),
         )
         conn.execute("COMMIT")
         assert row is not None
         return tuple(row)
 
     def write(self, row: tuple[Any, ...]) -> None:
-        head, _, body = bytes(row[0]).partition(b"\n")
-        decoded = orjson.loads(body)
-        decoded["n"] += 1
-        payload = head + b"\n" + orjson.dumps(decoded)
+        payload = bump(bytes(row[0]))
         conn, key = self.conn, self.key
         conn.execute("BEGIN IMMEDIATE")
         now = conn.execute(f"SELECT {COLUMNS} FROM {TABLE} WHERE key=?", (key,)).fetchone()
@@ -84,7 +74,7 @@ class Raw:
         conn.execute(
             f"INSERT OR REPLACE INTO {TABLE} (key, payload, expires_at, version, lock_token,"
             " lock_until) VALUES (?, ?, ?, ?, ?, ?)",
-            (key, payload, time.time() + 1440, now[2] + 1, None, 0.0),
+            (key, payload, time.time() + IDLE, now[2] + 1, None, 0.0),
         )
         conn.execute("COMMIT")
 
@@ -96,54 +86,51 @@ class Raw:
         await asyncio.to_thread(self.write, row)
 
 
-def run_sync(tmp: str, size: int) -> tuple[Rounds, int]:
-    sid, nbytes = seed(f"{tmp}/sync{size}.db", size)
-    store = open_store(f"sqlite:///{tmp}/sync{size}.db")
-    manager = SessionManager(store, CONFIG)
-
-    def session() -> None:
-        s = manager.start(sid)
-        s["n"] += 1
-        s.write_close()
-
-    raw_sid, _ = seed(f"{tmp}/raw{size}.db", size)
-    raw = Raw(f"{tmp}/raw{size}.db", storage_key(raw_sid))
-    rounds = compare({"session": session, "raw": raw.cycle}, N)
+def run_sync(tmp: str, size: int) -> Row:
+    url = f"sqlite:///{tmp}/sync{size}.db"
+    sid, nbytes = seed(url, size)
+    store = open_store(url)
+    raw_url = f"sqlite:///{tmp}/raw{size}.db"
+    raw = Raw(raw_url.removeprefix("sqlite:///"), storage_key(seed(raw_url, size)[0]))
+    variants = {
+        "session": session_cycle(SessionManager(store, CONFIG), sid),
+        "store": store_cycle(store, storage_key(seed(url, size)[0])),
+        "raw": raw.cycle,
+    }
+    rounds = compare(variants, N)
     raw.conn.close()
     store.close()
-    return rounds, nbytes
+    return Row("sync", nbytes, rounds)
 
 
-async def run_async(tmp: str, size: int) -> tuple[Rounds, int]:
-    sid, nbytes = seed(f"{tmp}/async{size}.db", size)
-    store = open_async_store(f"sqlite:///{tmp}/async{size}.db")
-    manager = AsyncSessionManager(store, CONFIG)
-
-    async def session() -> None:
-        s = await manager.start(sid)
-        s["n"] += 1
-        await s.write_close()
-
-    raw_sid, _ = seed(f"{tmp}/araw{size}.db", size)
-    raw = Raw(f"{tmp}/araw{size}.db", storage_key(raw_sid))
-    rounds = await compare_async({"session": session, "raw": raw.acycle}, N)
+async def run_async(tmp: str, size: int) -> Row:
+    url = f"sqlite:///{tmp}/async{size}.db"
+    sid, nbytes = seed(url, size)
+    store = open_async_store(url)
+    raw_url = f"sqlite:///{tmp}/araw{size}.db"
+    raw = Raw(raw_url.removeprefix("sqlite:///"), storage_key(seed(raw_url, size)[0]))
+    variants = {
+        "session": async_session_cycle(AsyncSessionManager(store, CONFIG), sid),
+        "store": async_store_cycle(store, storage_key(seed(url, size)[0])),
+        "raw": raw.acycle,
+    }
+    rounds = await compare_async(variants, N)
     raw.conn.close()
     await store.close()
-    return rounds, nbytes
+    return Row("async (worker thread)", nbytes, rounds)
 
 
-LABELS = {"session": "coatcheck session", "raw": "raw sqlite3, same statements"}
+LABELS = {
+    "session": "coatcheck session",
+    "store": "coatcheck store only",
+    "raw": "raw sqlite3, same statements",
+}
 
 
 def run() -> Bench:
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for size in (200, 4096):
-            rounds, nbytes = run_sync(tmp, size)
-            rows.append(Row("sync", nbytes, rounds))
-        for size in (200, 4096):
-            rounds, nbytes = asyncio.run(run_async(tmp, size))
-            rows.append(Row("async (worker thread)", nbytes, rounds))
+        rows = [run_sync(tmp, size) for size in (200, 4096)]
+        rows += [asyncio.run(run_async(tmp, size)) for size in (200, 4096)]
     return Bench("SQLite", LABELS, ("raw",), rows)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))
@@ -26,7 +26,7 @@ def cycles(default: int) -> int:
     return int(os.environ.get("BENCH_N", str(default)))
 
 
-def compare(fns: dict[str, Callable[[], object]], n: int) -> Rounds:
+def compare(fns: Mapping[str, Callable[[], object]], n: int) -> Rounds:
     """µs per cycle of each variant, per round."""
     for _ in range(WARMUP):
         for fn in fns.values():
@@ -41,7 +41,7 @@ def compare(fns: dict[str, Callable[[], object]], n: int) -> Rounds:
     return out
 
 
-async def compare_async(fns: dict[str, Callable[[], Awaitable[object]]], n: int) -> Rounds:
+async def compare_async(fns: Mapping[str, Callable[[], Awaitable[object]]], n: int) -> Rounds:
     for _ in range(WARMUP):
         for fn in fns.values():
             await fn()
@@ -57,8 +57,8 @@ async def compare_async(fns: dict[str, Callable[[], Awaitable[object]]], n: int)
 
 def ratio(rounds: Rounds, ours: str, theirs: Sequence[str]) -> float:
     """Median over rounds of ``ours`` / the fastest of ``theirs`` in the same round."""
-    per_round = zip(rounds[ours], *(rounds[t] for t in theirs), strict=True)
-    return statistics.median(r[0] / min(r[1:]) for r in per_round)
+    floors = [min(times) for times in zip(*(rounds[t] for t in theirs), strict=True)]
+    return float(statistics.median([x / y for x, y in zip(rounds[ours], floors, strict=True)]))
 
 
 @dataclass(frozen=True)
