@@ -9,6 +9,7 @@ cannot drift apart. Decisions come from :class:`~coatcheck.engine.Engine`.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable, Generator, Iterator, MutableMapping
@@ -45,8 +46,6 @@ class Sleep:
 
 Op = Call | Sleep
 Flow = Generator[Op, Any, T]
-
-_MAX_WRITE_ATTEMPTS = 5
 
 
 class _Core:
@@ -137,8 +136,13 @@ class _Core:
             self.closed = True
 
     def _persist(self) -> Flow[Plan]:
-        state, eng = self.state, self.engine
-        for _ in range(_MAX_WRITE_ATTEMPTS):
+        state, eng, c = self.state, self.engine, self.config
+        # Optimistic writers that lose a race merge and retry; with many writers on one
+        # session a fixed try count starves the unlucky ones, so retries back off with jitter
+        # and are bounded by the same lock_wait that bounds waiting for a lock.
+        # The first retry is immediate, so lock_wait=0 still merges one lost race.
+        delays = itertools.chain([0.0], backoff(c.lock_backoff, c.lock_backoff_max, c.lock_wait))
+        while True:
             plan = eng.plan(state, self.clock(), self.mode)
             try:
                 yield from self._carry_out(plan)
@@ -157,7 +161,14 @@ class _Core:
                 state.data = eng.merge(state, theirs)
                 state.version = theirs.version
                 state.snapshot = None
-        raise LockLost("session kept changing under concurrent writes; nothing was written")
+                delay = next(delays, None)
+                if delay is None:
+                    raise LockLost(
+                        "session kept changing under concurrent writes for lock_wait seconds; "
+                        "nothing was written"
+                    ) from None
+                if delay:
+                    yield Sleep(delay)
 
     def _carry_out(self, plan: Plan) -> Flow[None]:
         state = self.state

@@ -128,6 +128,46 @@ async def test_optimistic_merges_changes_to_different_keys(drv: Driver) -> None:
     await aw(final.abort())
 
 
+async def test_many_optimistic_writers_all_land(drv: Driver) -> None:
+    """8 writers x 10 writes of their own keys to one session: every write is merged in.
+
+    Under contention a writer can lose the race to every other writer in turn; it must keep
+    merging (with backoff) rather than give up after a fixed number of tries.
+    """
+    sid = await new_session(drv, {"seed": 0})
+    m = drv.manager(lock_mode="optimistic", lock_wait=30)
+    keys = ["seed"] + [f"w{w}_{i}" for w in range(8) for i in range(10)]
+    if drv.asynchronous:
+
+        async def writer(w: int) -> None:
+            for i in range(10):
+                s = await m.start(sid)  # type: ignore[misc]
+                s[f"w{w}_{i}"] = i
+                await s.write_close()
+
+        await asyncio.gather(*(writer(w) for w in range(8)))
+    else:
+        errors: list[BaseException] = []
+
+        def sync_writer(w: int) -> None:
+            try:
+                for i in range(10):
+                    with m.start(sid) as s:  # type: ignore[union-attr]
+                        s[f"w{w}_{i}"] = i
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=sync_writer, args=(w,)) for w in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+    final = await aw(m.start(sid))
+    assert sorted(final) == sorted(keys)
+    await aw(final.abort())
+
+
 @pytest.mark.parametrize("resolution", ["raise", "mine", "theirs"])
 async def test_optimistic_conflict_on_the_same_key(drv: Driver, resolution: str) -> None:
     sid = await new_session(drv, {"cart": 0})
