@@ -74,16 +74,8 @@ def test_optimistic_merges_every_key(server: str) -> None:
     names = [f"k{i}" for i in range(THREADS)]
     results = burst(server, sid, [f"/key?name={name}" for name in names])
     statuses = {name: status for name, (status, _) in zip(names, results, strict=True)}
-    # A 200 kept its key; a 409 (the core gave up merging after its retry limit, which
-    # 8 writers on Redis can exceed) wrote nothing, and asks the client to try again.
-    assert set(statuses.values()) <= {200, 409}
-    assert list(statuses.values()).count(200) >= 1
-    data = state(server, sid)
-    assert {name: data.get(name) is True for name in names} == {
-        name: status == 200 for name, status in statuses.items()
-    }
-    for name in (name for name, status in statuses.items() if status == 409):
-        assert call(server, f"/key?name={name}&work=0", sid)[0] == 200
+    # each request merges its own key into whatever the others wrote: all land, none 409s
+    assert statuses == dict.fromkeys(names, 200)
     data = state(server, sid)
     assert all(data.get(name) is True for name in names)
     assert data["n"] == 0  # the seeded value survives every merge
