@@ -291,6 +291,9 @@ async def test_a_frozen_holders_late_write_is_refused(drv: Driver) -> None:
     finally:
         os.kill(proc.pid, signal.SIGCONT)
         proc.join(10)
+        if proc.is_alive():  # a failed step left it waiting: never leave it to block exit
+            proc.kill()
+            proc.join(10)
     check = await aw(drv.manager().start(sid))
     assert check["n"] == 1 and "holder" not in check  # only the current holder's write landed
     await aw(check.abort())
