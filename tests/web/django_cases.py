@@ -220,3 +220,25 @@ def test_async_view_api() -> None:
     cycled = client.get("/async?cycle=1")
     assert cycled.content == b"3" and sid_of(cycled) != sid_of(first)
     assert client.get("/async").content == b"4"
+
+
+def test_asgi_middleware_under_djangos_asgi_handler() -> None:
+    """coatcheck's ASGI middleware wraps Django's own ASGI handler: views see scope["session"]."""
+    from django.core.asgi import get_asgi_application
+    from starlette.testclient import TestClient
+
+    from coatcheck.web.asgi import CoatcheckMiddleware
+
+    url = f"sqlite:///{Path(os.environ['COATCHECK_TEST_DIR']) / 'asgi-sessions.db'}"
+    app = CoatcheckMiddleware(get_asgi_application(), store=url, autoload=True)
+    # no `with`: Django's handler refuses ASGI lifespan events, which uvicorn tolerates
+    client = TestClient(app, base_url="https://testserver")
+    first = client.get("/scope-counter")
+    assert first.text == "1" and "session" in first.cookies
+    assert "Cookie" in first.headers["vary"]
+    assert client.get("/scope-counter").text == "2"  # loaded from the store, then saved
+    untouched = client.get("/health")
+    assert untouched.text == "ok" and "set-cookie" not in untouched.headers
+    stranger = TestClient(app, base_url="https://testserver")
+    stranger.cookies.set("session", ids.new_id())  # well-formed, never issued: not adopted
+    assert stranger.get("/scope-counter").text == "1"

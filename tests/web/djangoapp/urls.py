@@ -34,10 +34,18 @@ async def async_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse(str(await request.session.aget("n")))
 
 
+def scope_counter(request: HttpRequest) -> HttpResponse:
+    """A Django view using coatcheck's ASGI middleware session (scope["session"])."""
+    session = request.scope["session"]  # type: ignore[attr-defined]
+    session["n"] = session.get("n", 0) + 1
+    return HttpResponse(str(session["n"]))
+
+
 urlpatterns = [
     *example,
     path("boom", boom),
     path("race", race),
     path("peek", peek),
     path("async", async_view),
+    path("scope-counter", scope_counter),
 ]
