@@ -23,8 +23,13 @@ _MAX_DEPTH = 64
 _PLAIN = {str, bool, type(None)}  # always JSON as they are
 
 
-def _check(value: Any, path: str, depth: int) -> bool:
-    """Refuse what JSON would not give back unchanged; return True if a big int was seen."""
+def _check(value: Any, path: str | None, depth: int) -> bool:
+    """Refuse what JSON would not give back unchanged; return True if a big int was seen.
+
+    ``path`` names the value in error messages. Building it for every nested value costs
+    more than the checks themselves, so the first walk passes None and :func:`encode` walks
+    again with paths only when something was refused.
+    """
     if depth > _MAX_DEPTH:
         raise EncodeError(f"session value at {path} is nested deeper than {_MAX_DEPTH} levels")
     kind = type(value)
@@ -41,14 +46,20 @@ def _check(value: Any, path: str, depth: int) -> bool:
         for k, v in value.items():
             if type(k) is not str:
                 raise EncodeError(f"session key {k!r} at {path} is not a str")
-            if type(v) in _PLAIN and depth < _MAX_DEPTH:  # most values: skip the call
+            t = type(v)  # most values are plain: skip the call for them
+            plain = t in _PLAIN or (t is int and _INT64_MIN <= v <= _UINT64_MAX)
+            if plain and depth < _MAX_DEPTH:
                 continue
-            big = _check(v, f"{path}[{k!r}]", depth + 1) or big
+            big = _check(v, None if path is None else f"{path}[{k!r}]", depth + 1) or big
         return big
     if kind is list:
         big = False
         for i, v in enumerate(value):
-            big = _check(v, f"{path}[{i}]", depth + 1) or big
+            t = type(v)
+            plain = t in _PLAIN or (t is int and _INT64_MIN <= v <= _UINT64_MAX)
+            if plain and depth < _MAX_DEPTH:
+                continue
+            big = _check(v, None if path is None else f"{path}[{i}]", depth + 1) or big
         return big
     raise EncodeError(
         f"session value at {path} is a {kind.__name__}; store only str, int, float, bool, "
@@ -60,7 +71,13 @@ def encode(data: Mapping[str, Any]) -> tuple[bytes, bool]:
     """Encode session data; returns the bytes and whether the big-int encoder was needed."""
     if type(data) is not dict:
         data = dict(data)
-    big = _check(data, "session", 0)
+    try:
+        big: bool | None = _check(data, None, 0)
+    except EncodeError:
+        big = None
+    if big is None:  # refused: the same walk again, this time naming where the bad value is
+        _check(data, "session", 0)
+        raise EncodeError("session data cannot be stored as JSON")  # only if it changed since
     if big:
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         return text.encode("utf-8"), True
