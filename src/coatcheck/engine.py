@@ -163,27 +163,22 @@ class Engine:
 
         ``digest`` is ids.digest(sid), when the caller has it already.
         """
+        # No closure for the start-over cases: it would turn every local here into a cell
+        # variable, slower to read on every request, though starting over is rare.
+        if stored is None:
+            return self._start_over(now, client, None)
         digest = digest or ids.digest(sid)
         key = digest.hex()
-
-        def start_over(**flags: bool) -> Loaded:
-            state = self.fresh(now, client)
-            state.is_expired = flags.get("expired", False)
-            state.is_bad_hash = flags.get("bad_hash", False)
-            return Loaded(state, discard=key if stored is not None else None)
-
-        if stored is None:
-            return start_over()
         try:
             header, data_bytes = record.unpack(stored.payload)
             data = codec.decode(data_bytes, header.big)
         except ValueError:
             security_log.warning("corrupt session record discarded; a fresh session was issued")
-            return start_over()
+            return self._start_over(now, client, key)
         if header.successor is not None:
-            return self._tombstone(sid, header, now, followed, start_over)
+            return self._follow(sid, header, now, followed) or self._start_over(now, client, key)
         if self.expired(header, stored.expires_at, now):
-            return start_over(expired=True)
+            return self._start_over(now, client, key, expired=True)
         state = State(
             id=sid,
             key=key,
@@ -201,13 +196,26 @@ class Engine:
                 "session fingerprint mismatch (policy %s)", self.config.fingerprint_policy
             )
             if self.config.fingerprint_policy == "reset":
-                return start_over(bad_hash=True)
+                return self._start_over(now, client, key, bad_hash=True)
             state.is_bad_hash = True
         return Loaded(state)
 
-    def _tombstone(
-        self, sid: str, header: Header, now: float, followed: bool, start_over: Any
+    def _start_over(
+        self,
+        now: float,
+        client: Client,
+        discard: str | None,
+        *,
+        expired: bool = False,
+        bad_hash: bool = False,
     ) -> Loaded:
+        """A fresh session instead of what was stored; ``discard``: the stored key to destroy."""
+        state = self.fresh(now, client)
+        state.is_expired, state.is_bad_hash = expired, bad_hash
+        return Loaded(state, discard=discard)
+
+    def _follow(self, sid: str, header: Header, now: float, followed: bool) -> Loaded | None:
+        """A tombstone's successor to follow, or None when the session must start over."""
         successor = ids.open_successor(sid, header.successor or "")
         live = header.grace_until is not None and header.grace_until > now
         if (
@@ -219,8 +227,7 @@ class Engine:
             return Loaded(None, follow=successor)
         if not live:
             security_log.warning("a regenerated-away session id was used after its grace window")
-        result: Loaded = start_over()
-        return result
+        return None
 
     def expired(self, header: Header, expires_at: float, now: float) -> bool:
         absolute = header.absolute or self.config.absolute_timeout
