@@ -58,8 +58,8 @@ def unpack(payload: bytes) -> tuple[Header, bytes]:
     meta = orjson.loads(head)
     if type(meta) is not dict or meta.get("v") != FORMAT:
         raise ValueError("payload header has an unknown format")
-    created = meta.get("c")
-    if not isinstance(created, int | float) or isinstance(created, bool):
+    created: Any = meta.get("c")  # decoded JSON: checked on the next line
+    if type(created) not in _NUMBER:  # a JSON number; bool is not one here
         raise ValueError("payload header has no creation time")
     get = meta.get
     header = Header(
@@ -75,15 +75,21 @@ def unpack(payload: bytes) -> tuple[Header, bytes]:
     return header, data
 
 
-_NUMBER = (int, float)
+# exact types: orjson.loads only makes these, and a bool must not pass for a number
+_NUMBER = frozenset((int, float))
+_NUMBER_OR_NONE = frozenset((int, float, type(None)))
+_TEXT_OR_NONE = frozenset((str, type(None)))
 
 
 def _check_types(h: Header) -> None:
-    for number in (h.idle, h.absolute, h.grace_until):
-        if number is not None and type(number) not in _NUMBER:
-            raise ValueError("payload header has a non-numeric timeout")
-    for text in (h.fingerprint, h.successor):
-        if text is not None and type(text) is not str:
-            raise ValueError("payload header has a malformed hash")
+    # straight-line set lookups: this runs on every load
+    if (
+        type(h.idle) not in _NUMBER_OR_NONE
+        or type(h.absolute) not in _NUMBER_OR_NONE
+        or type(h.grace_until) not in _NUMBER_OR_NONE
+    ):
+        raise ValueError("payload header has a non-numeric timeout")
+    if type(h.fingerprint) not in _TEXT_OR_NONE or type(h.successor) not in _TEXT_OR_NONE:
+        raise ValueError("payload header has a malformed hash")
     if type(h.big) is not bool:
         raise ValueError("payload header has a malformed flag")
