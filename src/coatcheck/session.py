@@ -21,7 +21,7 @@ from .config import Config, LockMode
 from .engine import Client, CookieAction, Engine, Nothing, Plan, Release, State, Touch, Write
 from .errors import LockLost, LockTimeout, SessionClosed, VersionMismatch
 from .locks import backoff, new_token
-from .stores.base import LOCKED, MUST_CREATE, AsyncStore, LockRequest, Store, Stored
+from .stores.base import LOCKED, MUST_CREATE, AsyncStore, LockRequest, ReadResult, Store, Stored
 from .web.cookies import set_cookie
 
 log = logging.getLogger("coatcheck")
@@ -90,7 +90,11 @@ class _Core:
             key = digest.hex()
             locking = self.mode == "exclusive" and not self.read_only
             token = new_token() if locking else None
-            stored = yield from self._read(key, token)
+            lock = LockRequest(token, self.config.lock_lease) if token is not None else None
+            stored = yield Call("read", (key, lock))
+            if stored is LOCKED:  # waiting is rare: its loop lives in a flow of its own
+                stored = yield from self._wait_for_lock(key, lock)
+            assert stored is None or isinstance(stored, Stored)
             now = self.clock()
             loaded = eng.load(sid, stored, self.client, now, followed=followed, digest=digest)
             if loaded.discard is not None:
@@ -110,22 +114,15 @@ class _Core:
         elif eng.gc_due():
             yield Call("gc")
 
-    def _read(self, key: str, token: str | None) -> Flow[Stored | None]:
+    def _wait_for_lock(self, key: str, lock: LockRequest | None) -> Flow[ReadResult]:
+        """Read again with backoff until the lock is free; LockTimeout after lock_wait."""
         c = self.config
-        lock = LockRequest(token, c.lock_lease) if token is not None else None
-        result = yield Call("read", (key, lock))
-        if result is LOCKED:
-            for delay in backoff(c.lock_backoff, c.lock_backoff_max, c.lock_wait):
-                yield Sleep(delay)
-                result = yield Call("read", (key, lock))
-                if result is not LOCKED:
-                    break
-            else:
-                raise LockTimeout(
-                    f"session is locked by another request; gave up after {c.lock_wait:g}s"
-                )
-        assert result is None or isinstance(result, Stored)
-        return result
+        for delay in backoff(c.lock_backoff, c.lock_backoff_max, c.lock_wait):
+            yield Sleep(delay)
+            result: ReadResult = yield Call("read", (key, lock))
+            if result is not LOCKED:
+                return result
+        raise LockTimeout(f"session is locked by another request; gave up after {c.lock_wait:g}s")
 
     # --- save ---------------------------------------------------------------------------
 
