@@ -136,12 +136,10 @@ class Engine:
 
     def fingerprint(self, sid: str, client: Client, *, digest: bytes | None = None) -> str | None:
         """The keyed hash of the client's fingerprint parts; ``digest`` is ids.digest(sid)."""
-        parts = []
-        for part in self.config.fingerprint:
-            if part == "user_agent":
-                parts.append(client.user_agent)
-            else:
-                parts.append(_ip_prefix(client.ip, self.config))
+        parts = [
+            client.user_agent if part == "user_agent" else _ip_prefix(client.ip, self.config)
+            for part in self.config.fingerprint
+        ]
         if not parts:
             return None
         message = "\0".join(parts).encode("utf-8", "replace")
