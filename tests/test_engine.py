@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from coatcheck import Client, Config, SessionConflict, SessionTooLarge, codec, ids, record
@@ -119,6 +121,20 @@ def test_fingerprint_ip_prefix_binds_the_network_not_the_host() -> None:
     v6 = eng.fingerprint(sid, Client("UA", "2001:db8:1:2::1"))
     assert v6 == eng.fingerprint(sid, Client("UA", "2001:db8:1:2:ffff::9"))
     assert a != eng.fingerprint(ids.new_id(), Client("UA", "203.0.113.9"))  # keyed by the id
+
+
+def test_a_store_cannot_recompute_a_fingerprint() -> None:
+    """The MAC key is the id, not its SHA-256: a store's keys don't unlock its fingerprints."""
+    for id_bytes in (32, 64):
+        eng = engine(id_bytes=id_bytes)
+        sid = ids.new_id(id_bytes)
+        fp = eng.fingerprint(sid, Client("Firefox", None))
+        assert fp is not None and len(fp) == 64
+        known = bytes.fromhex(ids.storage_key(sid))  # all a store ever sees of the id
+        for person in (b"fingerprint", b""):
+            forged = hashlib.blake2b(b"Firefox", key=known, person=person, digest_size=32)
+            assert fp != forged.hexdigest()
+        assert fp == eng.fingerprint(sid, Client("Firefox", None))  # stable per id
 
 
 def test_corrupt_records_are_discarded_not_raised() -> None:

@@ -130,12 +130,11 @@ class Engine:
     def fresh(self, now: float, client: Client, new_id: str | None = None) -> State:
         """A new, empty session that exists nowhere until something is written to it."""
         sid = new_id or ids.new_id(self.config.id_bytes)
-        digest = ids.digest(sid)
-        header = Header(created=now, fingerprint=self.fingerprint(sid, client, digest=digest))
-        return State(id=sid, key=digest.hex(), header=header, data={})
+        header = Header(created=now, fingerprint=self.fingerprint(sid, client))
+        return State(id=sid, key=ids.storage_key(sid), header=header, data={})
 
-    def fingerprint(self, sid: str, client: Client, *, digest: bytes | None = None) -> str | None:
-        """The keyed hash of the client's fingerprint parts; ``digest`` is ids.digest(sid)."""
+    def fingerprint(self, sid: str, client: Client) -> str | None:
+        """The keyed hash of the client's fingerprint parts, keyed by the id (never stored)."""
         parts = [
             client.user_agent if part == "user_agent" else _ip_prefix(client.ip, self.config)
             for part in self.config.fingerprint
@@ -143,7 +142,7 @@ class Engine:
         if not parts:
             return None
         message = "\0".join(parts).encode("utf-8", "replace")
-        return ids.keyed_hash(digest or ids.digest(sid), b"fingerprint", message)
+        return ids.keyed_hash(sid, b"fingerprint", message)
 
     # --- load ---------------------------------------------------------------------------
 
@@ -155,18 +154,17 @@ class Engine:
         now: float,
         *,
         followed: bool,
-        digest: bytes | None = None,
+        key: str | None = None,
     ) -> Loaded:
         """Decide what a request may use, given what the store holds under the id's key.
 
-        ``digest`` is ids.digest(sid), when the caller has it already.
+        ``key`` is ids.storage_key(sid), when the caller has it already.
         """
         # No closure for the start-over cases: it would turn every local here into a cell
         # variable, slower to read on every request, though starting over is rare.
         if stored is None:
             return self._start_over(now, client, None)
-        digest = digest or ids.digest(sid)
-        key = digest.hex()
+        key = key or ids.storage_key(sid)
         try:
             header, data_bytes = record.unpack(stored.payload)
             data = codec.decode(data_bytes, header.big)
@@ -188,7 +186,7 @@ class Engine:
             is_new=False,
             cookie_id_sent=not followed,
         )
-        expected = self.fingerprint(sid, client, digest=digest)
+        expected = self.fingerprint(sid, client)
         if expected is not None and not ids.same(header.fingerprint or "", expected):
             security_log.warning(
                 "session fingerprint mismatch (policy %s)", self.config.fingerprint_policy

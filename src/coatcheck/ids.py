@@ -39,10 +39,7 @@ def is_well_formed(value: str | None, id_bytes: int = 32) -> bool:
 
 
 def digest(session_id: str) -> bytes:
-    """SHA-256 of an id: hex-encoded it is the storage key, raw it keys :func:`keyed_hash`.
-
-    A request derives both from one digest (hashing costs about a microsecond each time).
-    """
+    """SHA-256 of an id: hex-encoded it is the storage key (hashed once per request)."""
     return hashlib.sha256(session_id.encode("ascii")).digest()
 
 
@@ -51,9 +48,16 @@ def storage_key(session_id: str) -> str:
     return digest(session_id).hex()
 
 
-def keyed_hash(id_digest: bytes, purpose: bytes, message: bytes) -> str:
-    """A keyed BLAKE2b MAC for fingerprints and such, keyed by :func:`digest` of the id."""
-    return hashlib.blake2b(message, key=id_digest, person=purpose[:16], digest_size=32).hexdigest()
+def keyed_hash(session_id: str, purpose: bytes, message: bytes) -> str:
+    """A keyed BLAKE2b MAC of ``message`` (fingerprints), keyed by the id's random bytes.
+
+    The key is the id itself, which no store ever sees (stores get its SHA-256 only), so
+    whoever reads a store cannot recompute a fingerprint or brute-force the user agent and
+    address behind it. ``session_id`` must be well formed: 32 to 64 random bytes, within
+    BLAKE2b's 64-byte key limit.
+    """
+    key = base64.urlsafe_b64decode(session_id + "=" * (-len(session_id) % 4))
+    return hashlib.blake2b(message, key=key, person=purpose[:16], digest_size=32).hexdigest()
 
 
 def seal_successor(old_id: str, new_id_value: str) -> str:

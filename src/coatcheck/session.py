@@ -86,8 +86,7 @@ class _Core:
         if sid is None:
             self.state = eng.fresh(self.clock(), self.client)
         while sid is not None:
-            digest = ids.digest(sid)  # hashed once: the storage key and the fingerprint's key
-            key = digest.hex()
+            key = ids.storage_key(sid)
             locking = self.mode == "exclusive" and not self.read_only
             token = new_token() if locking else None
             lock = LockRequest(token, self.config.lock_lease) if token is not None else None
@@ -96,7 +95,7 @@ class _Core:
                 stored = yield from self._wait_for_lock(key, lock)
             assert stored is None or isinstance(stored, Stored)
             now = self.clock()
-            loaded = eng.load(sid, stored, self.client, now, followed=followed, digest=digest)
+            loaded = eng.load(sid, stored, self.client, now, followed=followed, key=key)
             if loaded.discard is not None:
                 yield Call("destroy", (loaded.discard,))
             elif token is not None and stored is not None and loaded.state is None:
