@@ -86,7 +86,10 @@ def encode(data: Mapping[str, Any]) -> tuple[bytes, bool]:
 
 def decode(raw: bytes, big: bool) -> dict[str, Any]:
     """Decode what :func:`encode` produced; raises ValueError on anything else."""
-    value = json.loads(raw) if big else orjson.loads(raw)
+    try:
+        value = json.loads(raw) if big else orjson.loads(raw)
+    except RecursionError:  # stdlib json on hostile nesting; orjson refuses it by itself
+        raise ValueError("session payload is nested too deeply") from None
     if type(value) is not dict:
         raise ValueError("session payload is not a JSON object")
     return value

@@ -46,7 +46,7 @@ class Config:
     lazy_write: bool = True  # session.lazy_write
     max_bytes: int = 256 * 1024  # largest encoded session accepted (SessionTooLarge)
     # --- locking ------------------------------------------------------------------------
-    lock_mode: LockMode = "exclusive"  # PHP's files handler locks; see docs/locking.md
+    lock_mode: LockMode = "exclusive"  # PHP's files handler locks; docs/guide.md
     lock_lease: float = 30  # a lock is dropped after this long even if never released
     lock_wait: float = 10  # how long to wait for a busy lock before LockTimeout
     lock_backoff: float = 0.002  # first retry delay; doubles, with jitter, up to lock_backoff_max

@@ -95,7 +95,12 @@ class _Core:
                 stored = yield from self._wait_for_lock(key, lock)
             assert stored is None or isinstance(stored, Stored)
             now = self.clock()
-            loaded = eng.load(sid, stored, self.client, now, followed=followed, key=key)
+            try:
+                loaded = eng.load(sid, stored, self.client, now, followed=followed, key=key)
+            except Exception:  # a bug, not bad data (that starts over): still free the lock
+                if token is not None and stored is not None:
+                    yield Call("release", (key, token))
+                raise
             if loaded.discard is not None:
                 yield Call("destroy", (loaded.discard,))
             elif token is not None and stored is not None and loaded.state is None:

@@ -246,11 +246,16 @@ async def test_fingerprint_flag_policy_leaves_the_decision_to_the_app(drv: Drive
 async def test_corrupt_stored_data_gives_a_fresh_session(drv: Driver) -> None:
     sid = await new_session(drv, {"user": 1})
     key = storage_key(sid)
-    for garbage in (b"\xff\xfe garbage", b'{"v":1,"c":1}\n[1,2', b"", b"\n{}"):
+    # the last: a big-int record nested past the stdlib parser's recursion limit
+    deep = b'{"v":1,"c":1,"j":true}\n{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    for garbage in (b"\xff\xfe garbage", b'{"v":1,"c":1}\n[1,2', b"", b"\n{}", deep):
         await aw(drv.store.write(key, garbage, time.time() + 60))
         s = await aw(drv.manager().start(sid))
         assert s.is_new and "user" not in s and s.id != sid
         await aw(s.abort())
+    again = await aw(drv.manager(lock_wait=0).start(sid))  # no lock was left behind
+    assert again.is_new
+    await aw(again.abort())
 
 
 async def test_oversized_session_is_refused_and_nothing_is_written(drv: Driver) -> None:
