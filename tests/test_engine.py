@@ -6,7 +6,16 @@ import hashlib
 
 import pytest
 
-from coatcheck import Client, Config, SessionConflict, SessionTooLarge, codec, ids, record
+from coatcheck import (
+    Client,
+    Config,
+    ConfigError,
+    SessionConflict,
+    SessionTooLarge,
+    codec,
+    ids,
+    record,
+)
 from coatcheck.engine import CookieAction, Engine, Nothing, Release, State, Touch, Write
 from coatcheck.record import Header
 from coatcheck.stores.base import MUST_CREATE, MUST_EXIST, Stored
@@ -264,3 +273,18 @@ def test_gc_probability() -> None:
     assert all(engine(gc_probability=5, gc_divisor=5).gc_due() for _ in range(200))
     hits = sum(engine(gc_probability=1, gc_divisor=2).gc_due() for _ in range(2000))
     assert 700 < hits < 1300
+
+
+def test_new_ids_come_from_the_stores_create_id_and_are_checked() -> None:
+    made: list[str] = []
+
+    def create_id(id_bytes: int) -> str:
+        made.append(ids.new_id(id_bytes))
+        return made[-1]
+
+    eng = Engine(Config(), create_id)
+    state = eng.fresh(T0, UA)
+    assert made == [state.id] and ids.is_well_formed(state.id)
+    weak = Engine(Config(), lambda n: "0" * 10)  # too short: strict mode would refuse it
+    with pytest.raises(ConfigError, match="create_id"):
+        weak.fresh(T0, UA)

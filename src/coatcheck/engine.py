@@ -11,12 +11,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import codec, ids, record
 from .config import Config
-from .errors import SessionConflict, SessionTooLarge
+from .errors import ConfigError, SessionConflict, SessionTooLarge
 from .record import Header
 from .stores.base import MUST_CREATE, MUST_EXIST, Stored
 
@@ -113,8 +114,10 @@ class CookieAction:
 
 
 class Engine:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, create_id: Callable[[int], str] = ids.new_id) -> None:
+        """``create_id`` is PHP's create_sid: the store's, so a custom store can override it."""
         self.config = config
+        self._create_id = create_id
 
     # --- ids ----------------------------------------------------------------------------
 
@@ -127,9 +130,18 @@ class Engine:
         security_log.warning("malformed session cookie ignored (length %d)", len(cookie_value))
         return None
 
+    def _new_id(self) -> str:
+        sid = self._create_id(self.config.id_bytes)
+        if not ids.is_well_formed(sid, self.config.id_bytes):  # our own cookies must parse
+            raise ConfigError(
+                f"the store's create_id returned an id that is not {self.config.id_bytes} "
+                "random bytes in unpadded base64url; strict mode would refuse it"
+            )
+        return sid
+
     def fresh(self, now: float, client: Client, new_id: str | None = None) -> State:
         """A new, empty session that exists nowhere until something is written to it."""
-        sid = new_id or ids.new_id(self.config.id_bytes)
+        sid = new_id or self._new_id()
         header = Header(created=now, fingerprint=self.fingerprint(sid, client))
         return State(id=sid, key=ids.storage_key(sid), header=header, data={})
 

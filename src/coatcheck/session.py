@@ -505,7 +505,7 @@ class _Manager(Generic[S]):
     ) -> None:
         self.store = store
         self.config = config or Config()
-        self.engine = Engine(self.config)
+        self.engine = Engine(self.config, store.create_id)
         self.clock = clock
 
     def _core(self, client: Client | None, read_only: bool, lock_mode: LockMode | None) -> _Core:
