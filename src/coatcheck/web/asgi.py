@@ -46,7 +46,7 @@ from ..errors import (
 )
 from ..session import AsyncSession, AsyncSessionManager
 from ..stores import AsyncStore, open_async_store
-from .common import WebOptions, client_from, error_response, session_headers
+from .common import WebOptions, error_response, scope_client, scope_headers, session_headers
 from .cookies import session_cookie
 
 log = logging.getLogger("coatcheck")
@@ -236,17 +236,10 @@ class LazySession(MutableMapping[str, Any]):
 
     def __init__(self, middleware: CoatcheckMiddleware, scope: Scope) -> None:
         self._mw = middleware
-        headers = _headers(scope)
+        headers = scope_headers(scope)
         config = middleware.manager.config
         self._cookie = session_cookie(headers.get("cookie"), config.cookie_name)
-        peer = scope.get("client")
-        self._client = client_from(
-            headers.get("user-agent", ""),
-            peer[0] if peer else None,
-            headers.get("x-forwarded-for"),
-            middleware.options,
-            headers.get("forwarded"),
-        )
+        self._client = scope_client(scope, headers, middleware.options)
         self._websocket = scope["type"] == "websocket"
         self._session: AsyncSession | None = None
         self._fresh = False
@@ -444,17 +437,6 @@ def _start_fresh(
         return session
     coroutine.close()
     raise RuntimeError("starting a fresh session unexpectedly needed the store")
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    """Request headers by lower-case name; repeated ones joined as HTTP allows."""
-    out: dict[str, str] = {}
-    for raw_name, raw_value in scope.get("headers") or ():
-        name = raw_name.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
-        sep = "; " if name == "cookie" else ", "
-        out[name] = f"{out[name]}{sep}{value}" if name in out else value
-    return out
 
 
 def _add_vary(headers: list[tuple[bytes, bytes]], value: str) -> list[tuple[bytes, bytes]]:

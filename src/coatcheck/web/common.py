@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..engine import Client
 from ..errors import (
@@ -107,6 +109,42 @@ def client_from(
     """What fingerprint binding needs to know about the request's client."""
     ip = client_address(peer, forwarded_for, options, forwarded)
     return Client(user_agent=user_agent, ip=ip)
+
+
+def environ_client(environ: Mapping[str, Any], options: WebOptions) -> Client:
+    """The Client of a WSGI request (also Flask's ``request.environ``, Django's ``META``)."""
+    return client_from(
+        environ.get("HTTP_USER_AGENT", ""),
+        environ.get("REMOTE_ADDR"),
+        environ.get("HTTP_X_FORWARDED_FOR"),
+        options,
+        environ.get("HTTP_FORWARDED"),
+    )
+
+
+def scope_headers(scope: Mapping[str, Any]) -> dict[str, str]:
+    """An ASGI request's headers by lower-case name; repeated ones joined as HTTP allows."""
+    out: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers") or ():
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        sep = "; " if name == "cookie" else ", "
+        out[name] = f"{out[name]}{sep}{value}" if name in out else value
+    return out
+
+
+def scope_client(
+    scope: Mapping[str, Any], headers: Mapping[str, str], options: WebOptions
+) -> Client:
+    """The Client of an ASGI request; ``headers`` is :func:`scope_headers` of ``scope``."""
+    peer = scope.get("client")
+    return client_from(
+        headers.get("user-agent", ""),
+        peer[0] if peer else None,
+        headers.get("x-forwarded-for"),
+        options,
+        headers.get("forwarded"),
+    )
 
 
 def error_response(exc: CoatcheckError) -> tuple[int, list[tuple[str, str]], bytes]:

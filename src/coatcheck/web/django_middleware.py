@@ -20,7 +20,7 @@ from django.utils.cache import patch_cache_control  # type: ignore[import-untype
 
 from ..config import LockMode
 from ..errors import CoatcheckError
-from .common import client_from, error_response
+from .common import environ_client, error_response
 from .django_session import SessionStore, web_options
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,13 +60,7 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]  # Djang
         super().process_request(request)
         session = request.session
         if isinstance(session, SessionStore):
-            meta = request.META
-            session.client = client_from(
-                meta.get("HTTP_USER_AGENT", ""),
-                meta.get("REMOTE_ADDR"),
-                meta.get("HTTP_X_FORWARDED_FOR"),
-                web_options(),
-            )
+            session.client = environ_client(request.META, web_options())
 
     def process_view(
         self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any

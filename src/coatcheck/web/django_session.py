@@ -26,7 +26,7 @@ from django.core.signals import request_finished, request_started  # type: ignor
 from .. import Client, Config, Session, SessionManager, ids, open_store
 from ..config import LockMode
 from ..errors import ConfigError
-from .common import WebOptions, client_from
+from .common import WebOptions, environ_client, scope_client, scope_headers
 
 _managers: dict[str, tuple[SessionManager, WebOptions]] = {}
 
@@ -90,17 +90,9 @@ _scope: ContextVar[_Scope | None] = ContextVar("coatcheck_django_request", defau
 def _on_request_started(sender: Any, environ: Any = None, scope: Any = None, **_: Any) -> None:
     client = Client()
     if environ is not None:
-        client = client_from(
-            environ.get("HTTP_USER_AGENT", ""),
-            environ.get("REMOTE_ADDR"),
-            environ.get("HTTP_X_FORWARDED_FOR"),
-            _options_or_default(),
-        )
+        client = environ_client(environ, _options_or_default())
     elif scope is not None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        peer = (scope.get("client") or (None,))[0]
-        forwarded = headers.get("x-forwarded-for")
-        client = client_from(headers.get("user-agent", ""), peer, forwarded, _options_or_default())
+        client = scope_client(scope, scope_headers(scope), _options_or_default())
     _scope.set(_Scope(client, []))
 
 

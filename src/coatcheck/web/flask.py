@@ -28,7 +28,7 @@ from werkzeug.exceptions import HTTPException
 from .. import Client, Config, Session, SessionManager, open_store
 from ..config import LockMode
 from ..errors import CoatcheckError, ConfigError, LockTimeout, StoreUnavailable
-from .common import WebOptions, client_from, error_response, session_headers
+from .common import WebOptions, environ_client, error_response, session_headers
 from .cookies import session_cookie
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -395,8 +395,7 @@ def _view_options() -> ViewOptions:
 
 
 def _client(req: Request, options: WebOptions) -> Client:
-    forwarded = req.headers.get("X-Forwarded-For")
-    return client_from(req.headers.get("User-Agent", ""), req.remote_addr, forwarded, options)
+    return environ_client(req.environ, options)
 
 
 def _remembered(core: Session) -> bool:

@@ -38,7 +38,7 @@ from ..errors import (
     SessionConflict,
     StoreUnavailable,
 )
-from .common import WebOptions, client_from, error_response, session_headers
+from .common import WebOptions, environ_client, error_response, session_headers
 from .cookies import session_cookie
 
 ANSWERED = (StoreUnavailable, LockTimeout, LockLost, SessionConflict)
@@ -215,12 +215,7 @@ class SessionMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         cookie = session_cookie(environ.get("HTTP_COOKIE"), self.manager.config.cookie_name)
-        client = client_from(
-            environ.get("HTTP_USER_AGENT", ""),
-            environ.get("REMOTE_ADDR"),
-            environ.get("HTTP_X_FORWARDED_FOR"),
-            self.options,
-        )
+        client = environ_client(environ, self.options)
         session = WSGISession(self.manager, cookie, client)
         environ[ENVIRON_KEY] = session
         exchange = _Exchange(self, session, start_response)
