@@ -130,6 +130,19 @@ def test_5xx_is_not_saved_and_lock_is_released() -> None:
     check.abort()
 
 
+def test_save_on_error_saves_a_5xx() -> None:
+    from django.conf import settings
+
+    conf = {**settings.COATCHECK, "WEB": {"save_on_error": True}}
+    with override_settings(COATCHECK=conf):
+        client = Client()
+        client.get("/")
+        assert client.get("/boom").status_code == 500
+        check = manager().start(client.cookies["sessionid"].value)
+        assert check["broken"] is True  # saved despite the 500, as configured
+        check.abort()
+
+
 def test_lock_timeout_is_503_and_conflict_409() -> None:
     client = Client()
     client.get("/")

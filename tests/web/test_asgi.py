@@ -262,7 +262,7 @@ def test_raise_or_5xx_saves_nothing(store: Any, path: str) -> None:
 
 
 def test_5xx_saved_when_configured(store: Any) -> None:
-    with client_for(make_app(store, save_on_error=True)) as c:
+    with client_for(make_app(store, options=WebOptions(save_on_error=True))) as c:
         c.get("/")
         assert c.get("/fail").status_code == 500
         assert c.get("/").text == "n=1000 user=-"

@@ -180,6 +180,30 @@ def test_5xx_is_not_saved_and_lock_is_released(store: CountingStore) -> None:
     check.abort()
 
 
+def test_save_on_error_saves_a_5xx(tmp_path: Path) -> None:
+    app = _example().create_app(
+        {
+            "TESTING": True,
+            "COATCHECK_STORE": f"sqlite:///{tmp_path / 'err.db'}",
+            "COATCHECK_SAVE_ON_ERROR": True,
+        }
+    )
+
+    @app.get("/partial")
+    def partial() -> Any:
+        flask.session["partial"] = "kept"
+        return "failed", 503
+
+    @app.get("/peek")
+    def peek() -> Any:
+        return str(flask.session.get("partial", "-"))
+
+    client = browser(app)
+    client.get("/")
+    assert client.get("/partial").status_code == 503
+    assert client.get("/peek").data == b"kept"  # saved: COATCHECK_SAVE_ON_ERROR is on
+
+
 def test_propagated_exception_releases_lock(store: CountingStore) -> None:
     app, manager = make(store)  # TESTING: Flask re-raises, save_session never runs
 

@@ -355,8 +355,9 @@ def test_failed_request_saves_nothing_and_releases_lock(store: CountingStore, ho
     assert browser.get("/").get_data() == b"2"
 
 
-def test_abort_status_none_saves_error_responses(store: CountingStore) -> None:
-    browser, _ = wrap(failing_app(store, "500"), store, abort_status=None)
+def test_save_on_error_saves_error_responses(store: CountingStore) -> None:
+    options = WebOptions(save_on_error=True)
+    browser, _ = wrap(failing_app(store, "500"), store, options=options)
     browser.get("/")
     assert browser.get("/").get_data() == b"failed"
     sid = browser.cookie()

@@ -74,10 +74,11 @@ class CoatcheckMiddleware:
     ``store``: an :class:`~coatcheck.AsyncSessionManager`, an
     :class:`~coatcheck.AsyncStore` or a store URL (then ``config`` applies).
     ``autoload``: load a cookie's session before the app runs, for every path (True) or
-    for paths under the given prefixes. ``save_on_error``: also save when the app answers
-    5xx. ``cache_control``: the Cache-Control value for responses that used the session
-    (None leaves it alone); an app's own Cache-Control is kept. ``on_error``: maps
-    StoreUnavailable, LockTimeout, SessionConflict and LockLost to (status, headers, body).
+    for paths under the given prefixes. ``options``: trusted proxies and ``save_on_error``
+    (:class:`~coatcheck.web.common.WebOptions`). ``cache_control``: the Cache-Control value
+    for responses that used the session (None leaves it alone); an app's own Cache-Control
+    is kept. ``on_error``: maps StoreUnavailable, LockTimeout, SessionConflict and LockLost
+    to (status, headers, body).
     ``migrate``: awaited with the raw cookie value when the cookie names no coatcheck
     session; it may return the data of a session from the old store (starsessions, say),
     which is copied into a fresh coatcheck session under a new id (on the first writable
@@ -92,7 +93,6 @@ class CoatcheckMiddleware:
         *,
         options: WebOptions | None = None,
         autoload: bool | Sequence[str] = False,
-        save_on_error: bool = False,
         cache_control: str | None = dict(session_headers())["Cache-Control"],
         on_error: ErrorMapper = error_response,
         migrate: Migrate | None = None,
@@ -118,7 +118,6 @@ class CoatcheckMiddleware:
         self.autoload: bool | tuple[str, ...] = (
             autoload if isinstance(autoload, bool) else tuple(autoload)
         )
-        self.save_on_error = save_on_error
         self.cache_control = cache_control
         self.on_error = on_error
         self.migrate = migrate
@@ -320,7 +319,7 @@ class LazySession(MutableMapping[str, Any]):
             return []
         if not s.closed:
             await self._mw.open_store()
-            if status >= 500 and not self._mw.save_on_error:
+            if not self._mw.options.saves(status):
                 await s.abort()
             else:
                 await s.write_close()

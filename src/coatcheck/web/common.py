@@ -37,10 +37,14 @@ class WebOptions:
     header those proxies set, ``"X-Forwarded-For"`` or ``"Forwarded"`` (RFC 7239). Only that
     one is read: a proxy that sets one header passes the other through from the client, so
     falling back to it would let a client choose its own address.
+
+    ``save_on_error``: also save the session of a response with a 5xx status. By default a
+    request that raised or answered 5xx is aborted: the store keeps what it had before.
     """
 
     trusted_proxies: tuple[str, ...] = ()
     proxy_header: str = "X-Forwarded-For"
+    save_on_error: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "trusted_proxies", tuple(self.trusted_proxies))
@@ -49,6 +53,10 @@ class WebOptions:
         if header is None:
             raise ConfigError("proxy_header must be 'X-Forwarded-For' or 'Forwarded'")
         object.__setattr__(self, "proxy_header", header)
+
+    def saves(self, status: int) -> bool:
+        """Whether a response with ``status`` saves the session (else it is aborted)."""
+        return status < 500 or self.save_on_error
 
     def networks(self) -> list[Network]:
         return [ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies]

@@ -81,9 +81,14 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]  # Djang
         session = getattr(request, "session", None)
         if not isinstance(session, SessionStore) or not session.started:
             return super().process_response(request, response)
-        if response.status_code >= 500:
+        status = response.status_code
+        if not web_options().saves(status):
             session.abandon()
         try:
+            if status >= 500 and session.modified and not session.core.closed:
+                # save_on_error: Django's own middleware never saves a 5xx (nor sends its
+                # cookie), so the data is saved here.
+                session.save()
             response = super().process_response(request, response)
             session.close_unsaved()
         except CoatcheckError as e:

@@ -249,7 +249,7 @@ class CoatcheckSessionInterface(SessionInterface):
         core = session.core
         if core.closed:
             return
-        if status >= 500:
+        if not self.options.saves(status):
             core.abort()  # the view failed: keep what was stored before it
         elif session.modified and len(core) == 0 and not core.is_new:
             core.destroy()  # emptied (``session.clear()`` on logout): as Flask-Session does

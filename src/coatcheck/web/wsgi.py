@@ -182,11 +182,10 @@ class SessionMiddleware:
     """Wraps a WSGI app and gives every request a lazy :class:`WSGISession`.
 
     ``manager_or_url``: a :class:`~coatcheck.SessionManager`, or a store URL (then
-    ``config`` applies). ``options``: trusted proxies for the client address.
-    ``abort_status``: responses with this status or higher are not saved (None saves
-    every response the app returns). ``headers``: added to responses that used the
-    session (default ``Vary: Cookie`` and ``Cache-Control: private, no-store``; ``()`` adds
-    none). ``conflict_status``: the answer to a concurrent-change conflict.
+    ``config`` applies). ``options``: trusted proxies for the client address, and
+    ``save_on_error`` (5xx responses are not saved unless it is set). ``headers``: added to
+    responses that used the session (default ``Vary: Cookie`` and ``Cache-Control: private,
+    no-store``; ``()`` adds none). ``conflict_status``: the answer to a concurrent-change conflict.
     """
 
     def __init__(
@@ -196,7 +195,6 @@ class SessionMiddleware:
         config: Config | None = None,
         *,
         options: WebOptions | None = None,
-        abort_status: int | None = 500,
         headers: Sequence[tuple[str, str]] | None = None,
         conflict_status: int = 409,
     ) -> None:
@@ -209,7 +207,6 @@ class SessionMiddleware:
         self.app = app
         self.manager = manager
         self.options = options or WebOptions()
-        self.abort_status = abort_status
         self.headers: Headers = list(session_headers() if headers is None else headers)
         self.conflict_status = conflict_status
 
@@ -237,7 +234,7 @@ class SessionMiddleware:
             return []
         core = session._session
         if not core.closed:
-            if self.abort_status is not None and status >= self.abort_status:
+            if not self.options.saves(status):
                 core.abort()  # the app failed: keep what was stored before it
             else:
                 core.write_close()
