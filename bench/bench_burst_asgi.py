@@ -14,18 +14,13 @@ Run: python -m bench.bench_burst_asgi (``BENCH_ROUNDS`` bursts per case, default
 from __future__ import annotations
 
 import asyncio
-import statistics
-import tempfile
 import time
-import uuid
-from urllib.parse import urlsplit
 
 import httpx
 
-from tests.services import REDIS_URL, reachable
 from tests.web.burst_app import BURST, CASES, SLOW_WORK, fire, serve
 
-from .timing import ROUNDS
+from .burst import Results, check, measure, report
 
 
 async def one_burst(client: httpx.AsyncClient, case: str) -> tuple[float, int]:
@@ -33,53 +28,25 @@ async def one_burst(client: httpx.AsyncClient, case: str) -> tuple[float, int]:
     cookie = (await client.get("/start")).headers["set-cookie"].split(";", 1)[0]
     t = time.perf_counter()
     statuses = await fire(client, cookie, case, range(BURST))
-    elapsed = time.perf_counter() - t
-    if set(statuses) - {200, 409}:
-        raise RuntimeError(f"unexpected statuses in a {case} burst: {statuses}")
-    return elapsed, statuses.count(409)
+    return time.perf_counter() - t, check(statuses, case)
 
 
-async def measure(base: str) -> dict[str, tuple[list[float], int]]:
-    out: dict[str, tuple[list[float], int]] = {case: ([], 0) for case in CASES}
-    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-        for case in CASES:
-            await one_burst(client, case)  # warm-up: connections, tables, scripts
-        for _ in range(ROUNDS):
-            for case in CASES:  # alternate, so load from elsewhere hits every case alike
-                elapsed, conflicts = await one_burst(client, case)
-                times, total = out[case]
-                times.append(elapsed)
-                out[case] = (times, total + conflicts)
-    return out
+def run(base: str) -> Results:
+    """Every case on one server, on one event loop and one connection pool."""
+    loop = asyncio.new_event_loop()
+    client = httpx.AsyncClient(base_url=base, timeout=60)
+    try:
+        return measure(CASES, lambda case: loop.run_until_complete(one_burst(client, case)))
+    finally:
+        loop.run_until_complete(client.aclose())
+        loop.close()
 
 
 def main() -> None:
-    stores = {"sqlite": f"sqlite:///{tempfile.mkdtemp()}/sessions.db"}
-    redis = urlsplit(REDIS_URL)
-    if reachable(redis.hostname or "127.0.0.1", redis.port or 6379):
-        stores["redis"] = f"{REDIS_URL}?prefix=cc_bench_{uuid.uuid4().hex[:8]}:"
-    print(f"AJAX burst: {BURST} concurrent requests, {SLOW_WORK * 1000:.0f} ms work each,")
-    print(f"{ROUNDS} bursts per case; ms from first request sent to last answer")
-    print(f"{'store':8} {'case':11} {'median':>8} {'min':>8} {'max':>8} {'409s':>6}")
-    for name, url in stores.items():
-        try:
-            with serve(url) as base:
-                results = asyncio.run(measure(base))
-        finally:
-            if name == "redis":
-                from coatcheck.stores.redis import drop_namespace
-
-                drop_namespace(url)
-        for case, (times, conflicts) in results.items():
-            ms = [t * 1000 for t in times]
-            print(
-                f"{name:8} {case:11} {statistics.median(ms):8.1f} {min(ms):8.1f}"
-                f" {max(ms):8.1f} {conflicts:6d}"
-            )
-    print(
-        f"(serial floor: {BURST * SLOW_WORK * 1000:.0f} ms; fully parallel floor:"
-        f" {SLOW_WORK * 1000:.0f} ms;)"
+    title = (
+        f"AJAX burst (uvicorn): {BURST} concurrent requests, {SLOW_WORK * 1000:.0f} ms work each"
     )
+    report(title, serve, run, BURST, SLOW_WORK)
 
 
 if __name__ == "__main__":
