@@ -78,6 +78,14 @@ class _Core:
 
     # --- start --------------------------------------------------------------------------
 
+    def begin(self, cookie_value: str | None) -> None:
+        """A new session for a cookie that names none: no store call, and no GC draw."""
+        if self.engine.parse(cookie_value) is not None:
+            raise ValueError("the cookie names a session: load it with start()")
+        self.had_cookie = cookie_value is not None
+        self.state = self.engine.fresh(self.clock(), self.client)
+        self.closed = self.read_only
+
     def start(self, cookie_value: str | None) -> Flow[None]:
         eng = self.engine
         self.had_cookie = cookie_value is not None
@@ -537,6 +545,23 @@ class SessionManager(_Manager[Store]):
         _run_sync(self.store, core.start(cookie_value))
         return Session(self, core)
 
+    def begin(
+        self,
+        cookie_value: str | None = None,
+        *,
+        client: Client | None = None,
+        read_only: bool = False,
+        lock_mode: LockMode | None = None,
+    ) -> Session:
+        """A new session for a request whose cookie names none (absent or malformed).
+
+        No store call at all, not even PHP's GC draw: the caller draws for GC
+        (``engine.gc_due()``) when it saves. ValueError if the cookie names a session.
+        """
+        core = self._core(client, read_only, lock_mode)
+        core.begin(cookie_value)
+        return Session(self, core)
+
     def gc(self) -> int:
         return self.store.gc()
 
@@ -554,6 +579,19 @@ class AsyncSessionManager(_Manager[AsyncStore]):
     ) -> AsyncSession:
         core = self._core(client, read_only, lock_mode)
         await _run_async(self.store, core.start(cookie_value))
+        return AsyncSession(self, core)
+
+    def begin(
+        self,
+        cookie_value: str | None = None,
+        *,
+        client: Client | None = None,
+        read_only: bool = False,
+        lock_mode: LockMode | None = None,
+    ) -> AsyncSession:
+        """:meth:`SessionManager.begin`: synchronous here too, as it makes no store call."""
+        core = self._core(client, read_only, lock_mode)
+        core.begin(cookie_value)
         return AsyncSession(self, core)
 
     async def gc(self) -> int:

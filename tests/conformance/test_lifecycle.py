@@ -243,6 +243,20 @@ async def test_fingerprint_flag_policy_leaves_the_decision_to_the_app(drv: Drive
     await aw(other.abort())
 
 
+async def test_begin_needs_no_store_until_the_write(drv: Driver) -> None:
+    """begin(): a new session for a cookie naming none, synchronous even on an async store."""
+    m = drv.manager()
+    s = m.begin("not-an-id")  # a malformed cookie: a fresh session, nothing read
+    assert s.is_new and dict(s) == {}
+    s["a"] = 1
+    await aw(s.write_close())
+    again = await aw(m.start(s.id))
+    assert dict(again) == {"a": 1}
+    await aw(again.abort())
+    with pytest.raises(ValueError, match="start"):
+        m.begin(s.id)  # a well-formed id must be loaded, never replaced
+
+
 async def test_corrupt_stored_data_gives_a_fresh_session(drv: Driver) -> None:
     sid = await new_session(drv, {"user": 1})
     key = storage_key(sid)

@@ -28,7 +28,6 @@ become 503 (+ Retry-After) / 409 responses, at load and at save.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
@@ -105,13 +104,6 @@ class CoatcheckMiddleware:
         else:
             opened = open_async_store(store) if isinstance(store, str) else store
             self.manager = AsyncSessionManager(opened, config or Config())
-        # Fresh sessions start inside a synchronous access, so with no store call at all;
-        # this twin skips start's GC draw, which finish() makes instead.
-        self.fresh_manager = AsyncSessionManager(
-            self.manager.store,
-            dataclasses.replace(self.manager.config, gc_probability=0),
-            clock=self.manager.clock,
-        )
         self.options = options or WebOptions()
         if isinstance(autoload, str):
             raise ConfigError("autoload takes True or a list of path prefixes, not one string")
@@ -282,8 +274,8 @@ class LazySession(MutableMapping[str, Any]):
                 "request.session, or pass autoload=True (or path prefixes) to "
                 "CoatcheckMiddleware"
             )
-        self._session = _start_fresh(
-            self._mw.fresh_manager, self._cookie, self._client, read_only=self._websocket
+        self._session = self._mw.manager.begin(
+            self._cookie, client=self._client, read_only=self._websocket
         )
         self._fresh = True
         return self._session
@@ -297,15 +289,18 @@ class LazySession(MutableMapping[str, Any]):
         if self._opted_out:
             raise SessionNotLoaded("this route opted out of the session (no_session)")
         read_only = read_only or self._websocket
-        if not self.names_stored_session:
-            manager, self._fresh = self._mw.fresh_manager, True
-        else:
-            manager = self._mw.manager
-            await self._mw.open_store()
+        manager = self._mw.manager
         try:
-            self._session = await manager.start(
-                self._cookie, client=self._client, read_only=read_only, lock_mode=lock_mode
-            )
+            if self.names_stored_session:
+                await self._mw.open_store()
+                self._session = await manager.start(
+                    self._cookie, client=self._client, read_only=read_only, lock_mode=lock_mode
+                )
+            else:  # nothing to read; GC is drawn when the response is saved (_fresh_gc)
+                self._session = manager.begin(
+                    self._cookie, client=self._client, read_only=read_only, lock_mode=lock_mode
+                )
+                self._fresh = True
             await self._migrate(self._session)
         except MAPPED_ERRORS as e:
             self.failure = e
@@ -418,24 +413,6 @@ def lazy_session(request_or_scope: Any) -> LazySession:
 
 
 # --- plumbing -------------------------------------------------------------------------------
-
-
-def _start_fresh(
-    manager: AsyncSessionManager, cookie: str | None, client: Client, *, read_only: bool
-) -> AsyncSession:
-    """Begin a session whose cookie names none, from synchronous code.
-
-    With no well-formed id and no GC draw, ``start`` issues no store call, so its coroutine
-    finishes without ever suspending and can be run to completion right here.
-    """
-    coroutine = manager.start(cookie, client=client, read_only=read_only)
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        session: AsyncSession = done.value
-        return session
-    coroutine.close()
-    raise RuntimeError("starting a fresh session unexpectedly needed the store")
 
 
 def _add_vary(headers: list[tuple[bytes, bytes]], value: str) -> list[tuple[bytes, bytes]]:
