@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coatcheck import Config, ConfigError, EncodeError, codec, record
-from coatcheck.engine import CookieAction
-from coatcheck.web.cookies import session_cookie, set_cookie
+from coatcheck.cookies import CookieAction, session_cookie, set_cookie
 
 
 @pytest.mark.parametrize(

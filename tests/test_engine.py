@@ -16,7 +16,8 @@ from coatcheck import (
     ids,
     record,
 )
-from coatcheck.engine import CookieAction, Engine, Nothing, Release, State, Touch, Write
+from coatcheck.cookies import CookieAction
+from coatcheck.engine import Engine, Nothing, Release, State, Touch, Write
 from coatcheck.record import Header
 from coatcheck.stores.base import MUST_CREATE, MUST_EXIST, Stored
 

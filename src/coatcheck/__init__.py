@@ -1,7 +1,8 @@
 """coatcheck: server-side HTTP sessions for Python web apps."""
 
 from .config import Config
-from .engine import Client, CookieAction
+from .cookies import CookieAction
+from .engine import Client
 from .errors import (
     CoatcheckError,
     ConfigError,

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import secrets
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import codec, ids, record
 from .config import Config
+from .contract import MUST_CREATE, MUST_EXIST, Stored
+from .cookies import CookieAction
 from .errors import ConfigError, SessionConflict, SessionTooLarge
 from .record import Header
-from .stores.base import MUST_CREATE, MUST_EXIST, Stored
 
 log = logging.getLogger("coatcheck")
 security_log = logging.getLogger("coatcheck.security")
@@ -105,19 +106,21 @@ class Nothing:
 Plan = Write | Touch | Release | Nothing
 
 
-@dataclass(frozen=True, slots=True)
-class CookieAction:
-    """``value`` None means delete the cookie."""
-
-    value: str | None
-    max_age: int | None
-
-
 class Engine:
-    def __init__(self, config: Config, create_id: Callable[[int], str] = ids.new_id) -> None:
-        """``create_id`` is PHP's create_sid: the store's, so a custom store can override it."""
+    def __init__(
+        self,
+        config: Config,
+        create_id: Callable[[int], str] = ids.new_id,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        """``create_id`` is PHP's create_sid: the store's, so a custom store can override it.
+
+        ``rng`` draws for probabilistic GC (default: the system's random source).
+        """
         self.config = config
         self._create_id = create_id
+        self._rng = rng or random.SystemRandom()
 
     # --- ids ----------------------------------------------------------------------------
 
@@ -352,7 +355,7 @@ class Engine:
 
     def gc_due(self) -> bool:
         c = self.config
-        return c.gc_probability > 0 and secrets.randbelow(c.gc_divisor) < c.gc_probability
+        return c.gc_probability > 0 and self._rng.randrange(c.gc_divisor) < c.gc_probability
 
 
 class _Missing:

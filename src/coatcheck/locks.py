@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import random
 import secrets
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from .contract import MUST_CREATE, MUST_EXIST, LockRequest
 from .errors import LockLost, VersionMismatch
-from .stores.base import MUST_CREATE, MUST_EXIST, LockRequest
 
 
 def new_token() -> str:
@@ -75,17 +76,58 @@ def holds(row: Row | None, token: str) -> bool:
     return row is not None and row.token == token
 
 
-def backoff(first: float, cap: float, wait: float) -> Iterator[float]:
+def backoff(
+    first: float,
+    cap: float,
+    wait: float,
+    clock: Callable[[], float] = time.time,
+    rng: random.Random | None = None,
+) -> Iterator[float]:
     """Delays for a bounded lock wait: exponential from ``first`` to ``cap``, full jitter.
 
-    Stops yielding once ``wait`` seconds have passed since the first call.
+    Stops once ``wait`` seconds have passed on ``clock`` since the first call, or once the
+    delays handed out add up to ``wait`` (so a clock that stands still still ends the wait).
     """
-    deadline = time.monotonic() + wait
+    draw = (rng or _JITTER).uniform
+    deadline = clock() + wait
+    budget = wait
     delay = first
     while True:
-        left = deadline - time.monotonic()
+        left = min(deadline - clock(), budget)
         if left <= 0:
             return
-        jittered = random.uniform(delay / 2, delay)  # ok: not security (retry jitter)
-        yield min(jittered, left)
+        step = min(draw(delay / 2, delay), left)
+        budget -= step
+        yield step
         delay = min(delay * 2, cap)
+
+
+_JITTER = random.SystemRandom()
+
+
+class PendingReleases:
+    """Locks whose release failed while the store was down, to be released once it answers.
+
+    Kept per manager (per process). Each entry is dropped once released or once its lease
+    would have run out anyway; the list is bounded, so an outage cannot grow it without end.
+    """
+
+    LIMIT = 1024
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[str, str], float] = {}
+        self._guard = threading.Lock()
+
+    def __bool__(self) -> bool:
+        return bool(self._held)
+
+    def add(self, key: str, token: str, until: float) -> None:
+        with self._guard:
+            if len(self._held) < self.LIMIT:
+                self._held[(key, token)] = until
+
+    def take(self, now: float) -> list[tuple[str, str]]:
+        """Every entry whose lease is still running, removed from the list."""
+        with self._guard:
+            held, self._held = self._held, {}
+        return [pair for pair, until in held.items() if until > now]

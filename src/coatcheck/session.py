@@ -1,55 +1,34 @@
 """Session and AsyncSession: the mapping an app sees, driving a store.
 
-Every operation is written once, as a generator that yields store calls and sleeps
-(:class:`Call`, :class:`Sleep`) and receives their results. :class:`Session` runs those
-generators against a sync store, :class:`AsyncSession` against an async one, so the two
-cannot drift apart. Decisions come from :class:`~coatcheck.engine.Engine`.
+Every operation is written once, as a generator that yields typed store operations
+(:mod:`coatcheck.ops`) and receives their results. :class:`Session` runs those generators
+against a sync store, :class:`AsyncSession` against an async one, so the two cannot drift
+apart. Decisions come from :class:`~coatcheck.engine.Engine`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
-import time
+import random
 from collections.abc import Callable, Generator, Iterator, MutableMapping
-from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from . import ids
+from . import ids, ops
 from .config import Config, LockMode
-from .engine import Client, CookieAction, Engine, Nothing, Plan, Release, State, Touch, Write
-from .errors import LockLost, LockTimeout, SessionClosed, VersionMismatch
-from .locks import backoff, new_token
-from .stores.base import LOCKED, MUST_CREATE, AsyncStore, LockRequest, ReadResult, Store, Stored
-from .web.cookies import set_cookie
+from .contract import LOCKED, MUST_CREATE, LockRequest, ReadResult, Stored
+from .cookies import CookieAction, set_cookie
+from .engine import Client, Engine, Nothing, Plan, Release, State, Touch, Write
+from .errors import LockLost, LockTimeout, SessionClosed, StoreUnavailable, VersionMismatch
+from .locks import PendingReleases, backoff, new_token
+from .stores.base import AsyncStore, Store
 
 log = logging.getLogger("coatcheck")
 
 T = TypeVar("T")
 S = TypeVar("S", bound=Store | AsyncStore)
 
-
-@dataclass(slots=True)
-class Call:
-    """A store method call, yielded by a flow.
-
-    Not frozen: a few are built per request, and a frozen dataclass's __init__ costs about
-    three times as much. Nothing changes one after it is yielded.
-    """
-
-    method: str
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Sleep:
-    seconds: float
-
-
-Op = Call | Sleep
-Flow = Generator[Op, Any, T]
+Flow = Generator[ops.Op, Any, T]
 
 
 class _Core:
@@ -59,6 +38,8 @@ class _Core:
         self,
         engine: Engine,
         clock: Callable[[], float],
+        rng: random.Random,
+        pending: PendingReleases,
         client: Client,
         *,
         read_only: bool,
@@ -67,6 +48,8 @@ class _Core:
         self.engine = engine
         self.config = engine.config
         self.clock = clock
+        self.rng = rng
+        self.pending = pending
         self.client = client
         self.read_only = read_only
         self.mode: LockMode = mode
@@ -98,7 +81,7 @@ class _Core:
             locking = self.mode == "exclusive" and not self.read_only
             token = new_token() if locking else None
             lock = LockRequest(token, self.config.lock_lease) if token is not None else None
-            stored = yield Call("read", (key, lock))
+            stored = yield from self._read(key, lock)
             if stored is LOCKED:  # waiting is rare: its loop lives in a flow of its own
                 stored = yield from self._wait_for_lock(key, lock)
             assert stored is None or isinstance(stored, Stored)
@@ -107,12 +90,12 @@ class _Core:
                 loaded = eng.load(sid, stored, self.client, now, followed=followed, key=key)
             except Exception:  # a bug, not bad data (that starts over): still free the lock
                 if token is not None and stored is not None:
-                    yield Call("release", (key, token))
+                    yield ops.Release(key, token)
                 raise
             if loaded.discard is not None:
-                yield Call("destroy", (loaded.discard,))
+                yield ops.Destroy(loaded.discard)
             elif token is not None and stored is not None and loaded.state is None:
-                yield Call("release", (key, token))
+                yield ops.Release(key, token)
             if loaded.follow is not None:
                 sid, followed = loaded.follow, True
                 continue
@@ -121,17 +104,46 @@ class _Core:
             if token is not None and stored is not None and loaded.discard is None:
                 self.state.token = token
             break
+        if self.pending:  # locks left behind while the store was down: it answers again
+            yield from self._release_pending()
         if self.read_only:
             self.closed = True
         elif eng.gc_due():
-            yield Call("gc")
+            yield ops.Gc()
+
+    def _read(self, key: str, lock: LockRequest | None) -> Flow[ReadResult]:
+        """One read; when a lock-taking read fails, give the lock back, best effort.
+
+        The store may have taken the lock and lost only its reply (a timeout, a connection
+        killed mid-reply): left alone, that lock would hold the session for a whole lease.
+        """
+        try:
+            result: ReadResult = yield ops.Read(key, lock)
+        except StoreUnavailable:
+            if lock is not None:
+                yield from self._release_or_remember(key, lock.token)
+            raise
+        return result
+
+    def _release_or_remember(self, key: str, token: str) -> Flow[None]:
+        """Release ``token``'s lock; if the store fails, remember it for a later request."""
+        try:
+            yield ops.Release(key, token)
+        except Exception:
+            log.warning("could not release a session lock; will retry when the store answers")
+            self.pending.add(key, token, self.clock() + self.config.lock_lease)
+
+    def _release_pending(self) -> Flow[None]:
+        for key, token in self.pending.take(self.clock()):
+            yield from self._release_or_remember(key, token)
 
     def _wait_for_lock(self, key: str, lock: LockRequest | None) -> Flow[ReadResult]:
         """Read again with backoff until the lock is free; LockTimeout after lock_wait."""
         c = self.config
-        for delay in backoff(c.lock_backoff, c.lock_backoff_max, c.lock_wait):
-            yield Sleep(delay)
-            result: ReadResult = yield Call("read", (key, lock))
+        delays = backoff(c.lock_backoff, c.lock_backoff_max, c.lock_wait, self.clock, self.rng)
+        for delay in delays:
+            yield ops.Sleep(delay)
+            result = yield from self._read(key, lock)
             if result is not LOCKED:
                 return result
         raise LockTimeout(f"session is locked by another request; gave up after {c.lock_wait:g}s")
@@ -171,7 +183,7 @@ class _Core:
                     state.id, state.key = new.id, new.key
                     state.header.fingerprint = new.header.fingerprint
                     continue
-                theirs = yield Call("read", (state.key, None))
+                theirs = yield ops.Read(state.key)
                 if theirs is None or self.mode != "optimistic":
                     log.info("session was destroyed by a concurrent request; write dropped")
                     return Nothing()
@@ -179,7 +191,9 @@ class _Core:
                 state.version = theirs.version
                 state.snapshot = None
                 if delays is None:
-                    backoffs = backoff(c.lock_backoff, c.lock_backoff_max, c.lock_wait)
+                    backoffs = backoff(
+                        c.lock_backoff, c.lock_backoff_max, c.lock_wait, self.clock, self.rng
+                    )
                     delays = itertools.chain([0.0], backoffs)
                 delay = next(delays, None)
                 if delay is None:
@@ -188,41 +202,35 @@ class _Core:
                         "nothing was written"
                     ) from None
                 if delay:
-                    yield Sleep(delay)
+                    yield ops.Sleep(delay)
 
     def _carry_out(self, plan: Plan) -> Flow[None]:
         state = self.state
         token = state.token
         if isinstance(plan, Write):
-            state.version = yield Call(
-                "write",
-                (state.key, plan.payload, plan.expires_at),
-                {"expect": plan.expect, "token": token},
+            state.version = yield ops.Write(
+                state.key, plan.payload, plan.expires_at, plan.expect, token
             )
             state.expires_at = plan.expires_at
         elif isinstance(plan, Touch):
-            yield Call("update_timestamp", (state.key, plan.expires_at), {"token": token})
+            yield ops.Touch(state.key, plan.expires_at, token)
             state.expires_at = plan.expires_at
         elif isinstance(plan, Release):
             assert token is not None
-            yield Call("release", (state.key, token))
+            yield ops.Release(state.key, token)
         state.token = None
 
     def _retire(self) -> Flow[None]:
         for old in self.state.retired:
             if old.tombstone is not None:
                 try:
-                    yield Call(
-                        "write",
-                        (old.key, old.tombstone, old.until),
-                        {"expect": None, "token": old.token},
-                    )
+                    yield ops.Write(old.key, old.tombstone, old.until, None, old.token)
                 except LockLost:
-                    yield Call("destroy", (old.key,))
+                    yield ops.Destroy(old.key)
             elif old.until >= 0:
-                yield Call("destroy", (old.key,))
+                yield ops.Destroy(old.key)
             elif old.token is not None:
-                yield Call("release", (old.key, old.token))
+                yield ops.Release(old.key, old.token)
         self.state.retired = []
 
     def _release_quietly(self) -> Flow[None]:
@@ -230,14 +238,8 @@ class _Core:
         held = [(self.state.key, self.state.token)]
         held += [(r.key, r.token) for r in self.state.retired]
         for key, token in held:
-            if token is None:
-                continue
-            try:
-                yield Call("release", (key, token))
-            except Exception:
-                log.warning(
-                    "could not release a session lock; its lease will expire", exc_info=True
-                )
+            if token is not None:
+                yield from self._release_or_remember(key, token)
         self.state.token = None
         self.state.retired = []
 
@@ -258,7 +260,7 @@ class _Core:
             state.data = {}
             return
         lock = LockRequest(state.token, self.config.lock_lease) if state.token else None
-        stored = yield Call("read", (state.key, lock))
+        stored = yield ops.Read(state.key, lock)
         loaded = self.engine.load(state.id, stored, self.client, self.clock(), followed=False)
         if loaded.state is None or loaded.state.is_new:
             state.data, state.snapshot, state.version = {}, None, 0
@@ -270,9 +272,9 @@ class _Core:
     def destroy(self, restart: bool) -> Flow[None]:
         state = self.state
         if state.version:
-            yield Call("destroy", (state.key,))
+            yield ops.Destroy(state.key)
         for old in state.retired:
-            yield Call("destroy", (old.key,))
+            yield ops.Destroy(old.key)
         self.destroyed = True
         self.state = self.engine.fresh(self.clock(), self.client)
         self.closed = not restart
@@ -280,8 +282,7 @@ class _Core:
             self.plan = Nothing()
 
     def gc(self) -> Flow[int]:
-        removed = yield Call("gc")
-        assert isinstance(removed, int)
+        removed: int = yield ops.Gc()
         return removed
 
     def regenerate(self, delete_old: bool, grace: float | None) -> None:
@@ -305,11 +306,7 @@ def _run_sync(store: Store, flow: Flow[T]) -> T:
         op = next(flow)
         while True:
             try:
-                if isinstance(op, Sleep):
-                    time.sleep(op.seconds)
-                    result: Any = None
-                else:
-                    result = getattr(store, op.method)(*op.args, **op.kwargs)
+                result: Any = op.run(store)
             except BaseException as e:
                 op = flow.throw(e)
             else:
@@ -323,11 +320,7 @@ async def _run_async(store: AsyncStore, flow: Flow[T]) -> T:
         op = next(flow)
         while True:
             try:
-                if isinstance(op, Sleep):
-                    await asyncio.sleep(op.seconds)
-                    result: Any = None
-                else:
-                    result = await getattr(store, op.method)(*op.args, **op.kwargs)
+                result: Any = await op.arun(store)
             except BaseException as e:
                 op = flow.throw(e)
             else:
@@ -509,17 +502,34 @@ _ANONYMOUS = Client()  # frozen, so one instance serves every request that names
 
 class _Manager(Generic[S]):
     def __init__(
-        self, store: S, config: Config | None = None, *, clock: Callable[[], float] = time.time
+        self,
+        store: S,
+        config: Config | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
+        """``clock`` (Unix seconds) and ``rng`` are injectable, for tests and simulations.
+
+        The clock is handed to the store, so expiry and leases follow it end to end; the
+        random source draws for GC and jitters the lock wait (session ids always come from
+        :mod:`secrets`).
+        """
         self.store = store
         self.config = config or Config()
-        self.engine = Engine(self.config, store.create_id)
-        self.clock = clock
+        if clock is not None:
+            store.clock = clock
+        self.clock = store.clock
+        self.rng = rng or random.SystemRandom()
+        self.engine = Engine(self.config, store.create_id, rng=self.rng)
+        self.pending = PendingReleases()
 
     def _core(self, client: Client | None, read_only: bool, lock_mode: LockMode | None) -> _Core:
         return _Core(
             self.engine,
             self.clock,
+            self.rng,
+            self.pending,
             client or _ANONYMOUS,
             read_only=read_only,
             mode=lock_mode or self.config.lock_mode,

@@ -13,8 +13,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from .. import Client, CoatcheckError, Config, Session, SessionManager, open_store
+from ..cookies import session_cookie
 from ..web.common import error_response
-from ..web.cookies import session_cookie
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]

@@ -20,60 +20,36 @@ expired or been taken over raises :class:`~coatcheck.errors.LockLost` and change
 from __future__ import annotations
 
 import abc
-import enum
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from typing import ClassVar, Final
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from .. import ids
+from ..contract import LOCKED, MUST_CREATE, MUST_EXIST, LockRequest, Meta, ReadResult, Stored
 
-MUST_CREATE: Final = 0
-"""``expect`` value for a write that may only create a new record (a fresh id)."""
-MUST_EXIST: Final = -1
-"""``expect`` value for a write that may only replace an existing record, any version."""
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """What a read returns: the payload as written, its idle deadline and its version."""
-
-    payload: bytes
-    expires_at: float
-    version: int
-
-
-@dataclass(frozen=True, slots=True)
-class LockRequest:
-    """Take the session lock with this random token for ``lease`` seconds."""
-
-    token: str
-    lease: float
-
-
-@dataclass(frozen=True, slots=True)
-class Meta:
-    """One session as the admin operations see it (no payload, no raw id)."""
-
-    key: str
-    expires_at: float
-    size: int
-    locked: bool
-
-
-class _Locked(enum.Enum):
-    LOCKED = "locked"
-
-
-LOCKED: Final = _Locked.LOCKED
-"""Returned by ``read`` when another request holds a live lease on the session."""
-
-ReadResult = Stored | None | _Locked
+# The contract's types are re-exported: a store author imports the whole contract from here.
+__all__ = [
+    "LOCKED",
+    "MUST_CREATE",
+    "MUST_EXIST",
+    "AsyncStore",
+    "LockRequest",
+    "Meta",
+    "ReadResult",
+    "Store",
+    "Stored",
+]
 
 
 class _Common:
-    scheme: ClassVar[str] = ""
     shared: bool = True
     """False for a store only one process can see (memory://)."""
+    clock: Callable[[], float] = time.time
+    """The app's clock, in Unix seconds: deadlines and leases are checked against it.
+
+    A manager built with ``clock=`` sets it, so expiry and leases follow an injected clock
+    end to end. Stores whose server enforces TTLs (Redis, Memcached) still expire records
+    in real time.
+    """
 
     def create_id(self, id_bytes: int) -> str:
         """PHP's create_sid: a new random id. Override only to add entropy, never to remove it."""

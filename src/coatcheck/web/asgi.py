@@ -34,6 +34,7 @@ from typing import Any
 
 from .. import ids
 from ..config import Config, LockMode
+from ..cookies import session_cookie
 from ..engine import Client
 from ..errors import (
     CoatcheckError,
@@ -46,7 +47,6 @@ from ..errors import (
 from ..session import AsyncSession, AsyncSessionManager
 from ..stores import AsyncStore, open_async_store
 from .common import WebOptions, error_response, scope_client, scope_headers, session_headers
-from .cookies import session_cookie
 
 log = logging.getLogger("coatcheck")
 

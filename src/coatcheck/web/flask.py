@@ -27,9 +27,9 @@ from werkzeug.exceptions import HTTPException
 
 from .. import Client, Config, Session, SessionManager, open_store
 from ..config import LockMode
+from ..cookies import session_cookie
 from ..errors import CoatcheckError, ConfigError, LockTimeout, StoreUnavailable
 from .common import WebOptions, environ_client, error_response, session_headers
-from .cookies import session_cookie
 
 F = TypeVar("F", bound=Callable[..., Any])
 Migrate = Callable[[str], Mapping[str, Any] | None]

@@ -29,6 +29,7 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from .. import Client, Config, Session, SessionManager, open_store
 from ..config import LockMode
+from ..cookies import session_cookie
 from ..errors import (
     CoatcheckError,
     ConfigError,
@@ -39,7 +40,6 @@ from ..errors import (
     StoreUnavailable,
 )
 from .common import WebOptions, environ_client, error_response, session_headers
-from .cookies import session_cookie
 
 ANSWERED = (StoreUnavailable, LockTimeout, LockLost, SessionConflict)
 """Errors the middleware turns into a 503 or 409 answer. Others (a read-only session

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from email.utils import formatdate
 
-from ..config import Config
-from ..engine import CookieAction
+from .config import Config
+
+
+@dataclass(frozen=True, slots=True)
+class CookieAction:
+    """What to send the browser: ``value`` None means delete the cookie."""
+
+    value: str | None
+    max_age: int | None
+
 
 _UNSAFE = re.compile(r"[;\r\n\x00]")
 
