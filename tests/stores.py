@@ -42,12 +42,12 @@ def _with(url: str, **options: str) -> str:
     return url + sep + "&".join(f"{k}={v}" for k, v in options.items())
 
 
-def _cleanup(module: str) -> Callable[[str], None]:
+def _cleanup(name: str) -> Callable[[str], None]:
+    """``tests/support/<name>.py``'s ``drop_namespace(url)``: test helpers stay out of src."""
+
     def run(url: str) -> None:
-        mod = importlib.import_module(module)
-        drop = getattr(mod, "drop_namespace", None)
-        if drop is not None:
-            drop(url)
+        mod = importlib.import_module(f"tests.support.{name}")
+        mod.drop_namespace(url)
 
     return run
 
@@ -61,28 +61,28 @@ ALL = [
         "coatcheck.stores.redis",
         lambda tmp: _with(REDIS_URL, prefix=_ns() + ":"),
         server=REDIS_URL,
-        cleanup=_cleanup("coatcheck.stores.redis"),
+        cleanup=_cleanup("redis"),
     ),
     StoreCase(
         "postgresql",
         "coatcheck.stores.postgresql",
         lambda tmp: _with(POSTGRES_URL, table=_ns()),
         server=POSTGRES_URL,
-        cleanup=_cleanup("coatcheck.stores.postgresql"),
+        cleanup=_cleanup("postgresql"),
     ),
     StoreCase(
         "mysql",
         "coatcheck.stores.mysql",
         lambda tmp: _with(MYSQL_URL, table=_ns()),
         server=MYSQL_URL,
-        cleanup=_cleanup("coatcheck.stores.mysql"),
+        cleanup=_cleanup("mysql"),
     ),
     StoreCase(
         "memcached",
         "coatcheck.stores.memcached",
         lambda tmp: _with(MEMCACHED_URL, prefix=_ns()),
         server=MEMCACHED_URL,
-        cleanup=_cleanup("coatcheck.stores.memcached"),
+        cleanup=_cleanup("memcached"),
     ),
 ]
 

@@ -17,8 +17,9 @@ import pytest
 from coatcheck import AsyncSessionManager, Config, SessionManager
 from coatcheck.errors import ConfigError, StoreUnavailable
 from coatcheck.stores import open_async_store, open_store
-from coatcheck.stores.mysql import MySQLStore, drop_namespace
+from coatcheck.stores.mysql import MySQLStore
 from coatcheck.stores.mysql_async import AsyncMySQLStore
+from tests.support.mysql import drop_namespace
 
 from .services import MYSQL_URL, require
 

@@ -33,9 +33,10 @@ from coatcheck import (
 from coatcheck.errors import ConfigError, StoreUnavailable
 from coatcheck.ids import storage_key
 from coatcheck.stores.base import LOCKED, LockRequest, Stored
-from coatcheck.stores.redis import AsyncRedisStore, RedisStore, drop_namespace
+from coatcheck.stores.redis import AsyncRedisStore, RedisStore
 from coatcheck.stores.redis_config import parse
 from coatcheck.stores.redis_scripts import READ_LOCK_SCRIPT, WRITE_SCRIPT
+from tests.support.redis import drop_namespace
 
 from .conftest import aw
 from .services import REDIS_URL, reachable, require

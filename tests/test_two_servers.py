@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from coatcheck.stores.postgresql import drop_namespace as drop_postgresql
-from coatcheck.stores.redis import drop_namespace as drop_redis
+from tests.support.postgresql import drop_namespace as drop_postgresql
+from tests.support.redis import drop_namespace as drop_redis
 
 from .services import POSTGRES_URL, REDIS_URL, reachable, require
 

@@ -430,7 +430,7 @@ def test_redis_store_end_to_end() -> None:
         with client_for(app, cookies={"session": sid}) as replay:
             assert replay.get("/peek").json() == {}
     finally:
-        from coatcheck.stores.redis import drop_namespace
+        from tests.support.redis import drop_namespace
 
         drop_namespace(url)
 

@@ -35,7 +35,7 @@ def server(
             yield base
     finally:
         if request.param == "redis":
-            from coatcheck.stores.redis import drop_namespace
+            from tests.support.redis import drop_namespace
 
             drop_namespace(url)
 

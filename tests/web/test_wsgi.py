@@ -577,7 +577,7 @@ def test_forwarded_for_believed_only_from_trusted_proxies(
 
 
 def test_redis_store_login_and_logout() -> None:
-    from coatcheck.stores.redis import drop_namespace
+    from tests.support.redis import drop_namespace
 
     parts = urlsplit(REDIS_URL)
     require(parts.hostname or "127.0.0.1", parts.port or 6379, "redis")

@@ -1,0 +1,1 @@
+"""Test-only helpers: per-store cleanup (``drop_namespace``) and fault injection."""
