@@ -48,6 +48,17 @@ def storage_key(session_id: str) -> str:
     return digest(session_id).hex()
 
 
+_STORAGE_KEY = re.compile(r"[0-9a-f]{64}")
+
+
+def check_storage_key(key: str) -> str:
+    """``key`` if it is a storage key as :func:`storage_key` makes them (64 lower-case hex
+    characters); ValueError otherwise. Every store validates keys with this, the same way."""
+    if not _STORAGE_KEY.fullmatch(key):
+        raise ValueError("not a storage key: expected 64 lower-case hex characters")
+    return key
+
+
 def keyed_hash(session_id: str, purpose: bytes, message: bytes) -> str:
     """A keyed BLAKE2b MAC of ``message`` (fingerprints), keyed by the id's random bytes.
 
