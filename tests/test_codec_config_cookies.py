@@ -124,3 +124,17 @@ def test_cookie_header_parsing() -> None:
     assert session_cookie("garbage;;;=;session", "session") is None
     assert session_cookie(None, "session") is None
     assert session_cookie("", "session") is None
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        ({"a": {"b": ["x", "\ud800"]}}, "value at session['a']['b'][1]"),
+        ({"\udc00k": 1}, "key '\\udc00k' at session"),
+        ({"n": 2**80, "x": "\udfff"}, "value at session['x']"),  # the big-int encoder too
+    ],
+)
+def test_a_lone_surrogate_is_an_encode_error_naming_the_key(data: dict, where: str) -> None:
+    with pytest.raises(EncodeError) as info:
+        codec.encode(data)
+    assert where in str(info.value) and "surrogate" in str(info.value)

@@ -78,10 +78,44 @@ def encode(data: Mapping[str, Any]) -> tuple[bytes, bool]:
     if big is None:  # refused: the same walk again, this time naming where the bad value is
         _check(data, "session", 0)
         raise EncodeError("session data cannot be stored as JSON")  # only if it changed since
-    if big:
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        return text.encode("utf-8"), True
-    return orjson.dumps(data), False
+    try:
+        if big:
+            text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            return text.encode("utf-8"), True
+        return orjson.dumps(data), False
+    except (TypeError, UnicodeEncodeError):  # a str that is not text: a lone surrogate
+        raise EncodeError(
+            f"session {_unencodable(data, 'session')} holds a lone surrogate, which UTF-8 cannot "
+            "encode (it usually comes from a JSON body with an escaped half of "
+            "a character pair); clean the string first"
+        ) from None
+
+
+def _unencodable(value: Any, path: str) -> str:
+    """Where the first string that UTF-8 cannot encode sits (a key or a value)."""
+    items: list[tuple[Any, str]] = []
+    if type(value) is dict:
+        for k, v in value.items():
+            if not _utf8(k):
+                return f"key {k!r} at {path}"
+            items.append((v, f"{path}[{k!r}]"))
+    elif type(value) is list:
+        items = [(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    elif type(value) is str and not _utf8(value):
+        return f"value at {path}"
+    for v, where in items:
+        found = _unencodable(v, where)
+        if found:
+            return found
+    return ""
+
+
+def _utf8(text: Any) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def decode(raw: bytes, big: bool) -> dict[str, Any]:

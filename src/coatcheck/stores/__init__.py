@@ -1,80 +1,137 @@
 """Stores by URL: ``open_store(url)`` for sync code, ``open_async_store(url)`` for asyncio.
 
-Each store module exposes ``open_sync(url)`` and ``open_async(url)``; this table maps URL
-schemes to modules, so a store's driver is imported only when its URL is used.
+A store module declares the URL schemes it serves (``SCHEMES``), the pip extra its driver
+comes with (``EXTRA``), and ``open_sync(url)`` / ``open_async(url)``; it imports its driver
+only when a store is opened, so listing the stores costs nothing. The built-in stores are
+listed here; other packages add theirs through the ``coatcheck.stores`` entry-point group
+(the entry point names the module), or at run time with :func:`register`.
 """
 
 from __future__ import annotations
 
 import importlib
+import threading
+from importlib.metadata import entry_points
+from types import ModuleType
 from typing import cast
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
+from ..contract import LOCKED, MUST_CREATE, MUST_EXIST, LockRequest, Meta, ReadResult, Stored
 from ..errors import ConfigError
-from .base import (
-    LOCKED,
-    MUST_CREATE,
-    MUST_EXIST,
-    AsyncStore,
-    LockRequest,
-    Meta,
-    ReadResult,
-    Store,
-    Stored,
+from .base import AsyncStore, Store
+
+ENTRY_POINT_GROUP = "coatcheck.stores"
+
+BUILTIN = (
+    "coatcheck.stores.memory",
+    "coatcheck.stores.files",
+    "coatcheck.stores.sqlite",
+    "coatcheck.stores.redis",
+    "coatcheck.stores.postgresql",
+    "coatcheck.stores.mysql",
+    "coatcheck.stores.memcached",
 )
 
-_MODULES: dict[str, tuple[str, str]] = {
-    "memory": ("coatcheck.stores.embedded", ""),
-    "file": ("coatcheck.stores.embedded", ""),
-    "sqlite": ("coatcheck.stores.embedded", ""),
-    "redis": ("coatcheck.stores.redis", "redis"),
-    "rediss": ("coatcheck.stores.redis", "redis"),
-    "redis+sentinel": ("coatcheck.stores.redis", "redis"),
-    "redis+cluster": ("coatcheck.stores.redis", "redis"),
-    "postgresql": ("coatcheck.stores.postgresql", "postgresql"),
-    "postgres": ("coatcheck.stores.postgresql", "postgresql"),
-    "mysql": ("coatcheck.stores.mysql", "mysql"),
-    "mariadb": ("coatcheck.stores.mysql", "mysql"),
-    "memcached": ("coatcheck.stores.memcached", "memcached"),
+_LEGACY = {  # TRANSITION
+    "memory": "coatcheck.stores.embedded",
+    "file": "coatcheck.stores.embedded",
+    "sqlite": "coatcheck.stores.embedded",
+    "redis": "coatcheck.stores.redis",
+    "rediss": "coatcheck.stores.redis",
+    "redis+sentinel": "coatcheck.stores.redis",
+    "redis+cluster": "coatcheck.stores.redis",
+    "postgresql": "coatcheck.stores.postgresql",
+    "postgres": "coatcheck.stores.postgresql",
+    "mysql": "coatcheck.stores.mysql",
+    "mariadb": "coatcheck.stores.mysql",
+    "memcached": "coatcheck.stores.memcached",
 }
+_schemes: dict[str, ModuleType] = {}
+_loaded = False
+_guard = threading.Lock()
 
 
-def _module(url: str) -> object:
+def register(module: ModuleType | str) -> None:
+    """Serve the schemes a store module declares (its ``SCHEMES``) from now on.
+
+    ConfigError if the module lacks ``SCHEMES``, ``open_sync`` or ``open_async``, or claims
+    a scheme another module already serves.
+    """
+    mod = importlib.import_module(module) if isinstance(module, str) else module
+    schemes = getattr(mod, "SCHEMES", None)
+    if not schemes or not callable(getattr(mod, "open_sync", None)):
+        raise ConfigError(f"{mod.__name__} is not a store module (SCHEMES, open_sync, open_async)")
+    if not callable(getattr(mod, "open_async", None)):
+        raise ConfigError(f"{mod.__name__} is not a store module (SCHEMES, open_sync, open_async)")
+    with _guard:
+        for scheme in schemes:
+            owner = _schemes.get(scheme.lower())
+            if owner is not None and owner is not mod:
+                raise ConfigError(
+                    f"store URL scheme {scheme!r} is already served by {owner.__name__}"
+                )
+        for scheme in schemes:
+            _schemes[scheme.lower()] = mod
+
+
+def schemes() -> dict[str, str]:
+    """Every known URL scheme and the module that serves it."""
+    _load()
+    return {scheme: mod.__name__ for scheme, mod in sorted(_schemes.items())}
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for name in BUILTIN:
+        try:  # TRANSITION: until every built-in store declares SCHEMES
+            register(name)
+        except (ConfigError, ImportError):
+            pass
+    for scheme, name in _LEGACY.items():  # TRANSITION
+        if scheme not in _schemes:
+            _schemes[scheme] = importlib.import_module(name)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.value not in BUILTIN:
+            register(ep.value)
+    _loaded = True
+
+
+def _module(url: str) -> ModuleType:
+    _load()
     scheme = urlsplit(url).scheme.lower()
-    if scheme not in _MODULES:
-        known = ", ".join(sorted(_MODULES))
+    mod = _schemes.get(scheme)
+    if mod is None:
+        known = ", ".join(sorted(_schemes))
         raise ConfigError(f"unknown store URL scheme {scheme!r}; known schemes: {known}")
-    name, extra = _MODULES[scheme]
+    return mod
+
+
+def _opened(url: str, asynchronous: bool) -> Store | AsyncStore:
+    mod = _module(url)
+    opener = mod.open_async if asynchronous else mod.open_sync
     try:
-        return importlib.import_module(name)
+        return cast(Store | AsyncStore, opener(url))
     except ImportError as e:
-        raise ConfigError(
-            f"the {scheme} store needs its driver: pip install 'coatcheck[{extra}]' ({e})"
-        ) from e
+        scheme = urlsplit(url).scheme.lower()
+        extra = getattr(mod, "EXTRA", "")
+        how = f"pip install 'coatcheck[{extra}]'" if extra else "install its driver"
+        raise ConfigError(f"the {scheme} store needs its driver: {how} ({e})") from e
 
 
 def open_store(url: str) -> Store:
     """A sync store for ``url``, e.g. ``sqlite:///sessions.db`` or ``redis://localhost``."""
-    return cast(Store, _module(url).open_sync(url))  # type: ignore[attr-defined]
+    return cast(Store, _opened(url, asynchronous=False))
 
 
 def open_async_store(url: str) -> AsyncStore:
     """The async store for ``url``; the same URLs as :func:`open_store`."""
-    return cast(AsyncStore, _module(url).open_async(url))  # type: ignore[attr-defined]
-
-
-def url_options(query: str) -> dict[str, str]:
-    """URL query options as a dict; a repeated option is an error."""
-    pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=False)
-    out: dict[str, str] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ConfigError(f"store URL option {k!r} given twice")
-        out[k] = v
-    return out
+    return cast(AsyncStore, _opened(url, asynchronous=True))
 
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "LOCKED",
     "MUST_CREATE",
     "MUST_EXIST",
@@ -86,5 +143,12 @@ __all__ = [
     "Stored",
     "open_async_store",
     "open_store",
-    "url_options",
+    "register",
+    "schemes",
 ]
+
+
+def url_options(query: str) -> dict[str, str]:  # TRANSITION: removed once every store uses _url
+    from ._url import Options
+
+    return Options("store", query).rest()

@@ -1,4 +1,4 @@
-"""Locks, fencing and optimistic merging against every store (the conformance suite)."""
+"""Locks, fencing and optimistic merging against a store (part of the conformance suite)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from coatcheck.ids import storage_key
 from coatcheck.locks import new_token
 from coatcheck.stores.base import LOCKED, LockRequest, Stored
 
-from ..conftest import Driver, aw
 from . import workers
-from .test_lifecycle import new_session, stored
+from ._driver import Driver, aw
+from .lifecycle import new_session, stored
 
 
 async def test_a_second_request_waits_for_the_lock(drv: Driver) -> None:
@@ -35,7 +35,7 @@ async def test_a_second_request_waits_for_the_lock(drv: Driver) -> None:
         second = await aw(drv.manager(lock_wait=10).start(sid))
         await task
     else:  # a sync wait blocks this thread: another thread releases
-        timer = threading.Timer(0.3, first.write_close)  # type: ignore[arg-type]
+        timer = threading.Timer(0.3, first.write_close)
         timer.start()
         second = await aw(drv.manager(lock_wait=10).start(sid))
         timer.join()
@@ -56,7 +56,7 @@ async def test_lock_is_released_when_the_app_raises(drv: Driver) -> None:
     m = drv.manager()
     with pytest.raises(RuntimeError):
         if drv.asynchronous:
-            async with await m.start(sid) as s:  # type: ignore[union-attr]
+            async with await m.start(sid) as s:  # type: ignore[misc]
                 s["n"] = 5
                 raise RuntimeError("boom")
         else:
@@ -72,7 +72,7 @@ async def test_fencing_refuses_a_write_after_the_lease_expired(drv: Driver) -> N
     sid = await new_session(drv, {"n": 0})
     slow = await aw(drv.manager(lock_lease=1.0).start(sid))
     slow["n"] = 100
-    await asyncio.sleep(1.3)
+    await drv.advance(1.3)
     fast = await aw(drv.manager(lock_wait=0).start(sid))  # lease ran out: lock taken over
     fast["n"] = 1
     await aw(fast.write_close())
@@ -215,9 +215,11 @@ async def test_concurrent_increments_lose_nothing(drv: Driver) -> None:
 
         await asyncio.gather(*(bump(25) for _ in range(8)))
         expected = 200
-    elif drv.case.shared:  # 8 processes x 200, as the issue asks
+    elif drv.multiprocess:  # 8 processes x 200, as the issue asks
         ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=workers.increment, args=(drv.url, sid, 200)) for _ in range(8)]
+        procs = [
+            ctx.Process(target=workers.increment, args=(drv.target.url, sid, 200)) for _ in range(8)
+        ]
         for p in procs:
             p.start()
         for p in procs:
@@ -246,10 +248,10 @@ async def test_concurrent_increments_lose_nothing(drv: Driver) -> None:
 @pytest.mark.slow
 async def test_lease_expires_after_the_holder_is_killed(drv: Driver) -> None:
     sid = await new_session(drv, {"n": 0})
-    if drv.case.shared:  # a real crash: another process holds the lock and is SIGKILLed
+    if drv.multiprocess:  # a real crash: another process holds the lock and is SIGKILLed
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=workers.hold_lock, args=(drv.url, sid, 1.5, child))
+        proc = ctx.Process(target=workers.hold_lock, args=(drv.target.url, sid, 1.5, child))
         proc.start()
         assert parent.poll(60) and parent.recv() == "locked"
     else:  # memory://: one process, so the holder is a session abandoned without closing
@@ -257,8 +259,8 @@ async def test_lease_expires_after_the_holder_is_killed(drv: Driver) -> None:
         abandoned["holder"] = 1
     with pytest.raises(LockTimeout):
         await aw(drv.manager(lock_wait=0.1).start(sid))
-    if drv.case.shared:
-        os.kill(proc.pid, signal.SIGKILL)
+    if drv.multiprocess:
+        os.kill(_pid(proc), signal.SIGKILL)
         proc.join(10)
     s = await aw(drv.manager(lock_wait=10).start(sid))  # gets the lock once the lease ran out
     assert "holder" not in s  # the holder never wrote
@@ -269,27 +271,27 @@ async def test_lease_expires_after_the_holder_is_killed(drv: Driver) -> None:
 async def test_a_frozen_holders_late_write_is_refused(drv: Driver) -> None:
     """A holder paused past its lease (SIGSTOP: a GC pause, a stalled VM) then resumed."""
     sid = await new_session(drv, {"n": 0})
-    if not drv.case.shared:  # memory://: one process; the in-process fencing test covers it
+    if not drv.multiprocess:  # memory://: one process; the in-process fencing test covers it
         await test_fencing_refuses_a_write_after_the_lease_expired(drv)
         return
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=workers.hold_then_write, args=(drv.url, sid, 1.0, child))
+    proc = ctx.Process(target=workers.hold_then_write, args=(drv.target.url, sid, 1.0, child))
     proc.start()
     try:
         assert parent.poll(60) and parent.recv() == "locked"
-        os.kill(proc.pid, signal.SIGSTOP)
+        os.kill(_pid(proc), signal.SIGSTOP)
         with pytest.raises(LockTimeout):
             await aw(drv.manager(lock_wait=0.1).start(sid))
         s = await aw(drv.manager(lock_wait=10).start(sid))  # gets the lock once the lease ran out
         assert "holder" not in s
         s["n"] = 1
         await aw(s.write_close())
-        os.kill(proc.pid, signal.SIGCONT)
+        os.kill(_pid(proc), signal.SIGCONT)
         parent.send("write")
         assert parent.poll(60) and parent.recv() == "LockLost"  # the late write is refused
     finally:
-        os.kill(proc.pid, signal.SIGCONT)
+        os.kill(_pid(proc), signal.SIGCONT)
         proc.join(10)
         if proc.is_alive():  # a failed step left it waiting: never leave it to block exit
             proc.kill()
@@ -297,3 +299,8 @@ async def test_a_frozen_holders_late_write_is_refused(drv: Driver) -> None:
     check = await aw(drv.manager().start(sid))
     assert check["n"] == 1 and "holder" not in check  # only the current holder's write landed
     await aw(check.abort())
+
+
+def _pid(proc: multiprocessing.process.BaseProcess) -> int:
+    assert proc.pid is not None
+    return proc.pid
