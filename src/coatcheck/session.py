@@ -76,6 +76,8 @@ class _Core:
         followed = False
         if sid is None:
             self.state = eng.fresh(self.clock(), self.client)
+        elif self.pending:  # locks whose release failed while the store was down
+            yield from self._release_pending()
         while sid is not None:
             key = ids.storage_key(sid)
             locking = self.mode == "exclusive" and not self.read_only
@@ -104,8 +106,6 @@ class _Core:
             if token is not None and stored is not None and loaded.discard is None:
                 self.state.token = token
             break
-        if self.pending:  # locks left behind while the store was down: it answers again
-            yield from self._release_pending()
         if self.read_only:
             self.closed = True
         elif eng.gc_due():

@@ -1,0 +1,117 @@
+"""Faults between the session layer and a real store: lost replies, failed releases.
+
+The stores are real; a thin wrapper makes one call fail the way a network does (the store
+ran the command, the reply never arrived) so the test can say exactly when.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coatcheck import Config, LockTimeout, SessionManager, StoreUnavailable, open_store
+from coatcheck.stores.base import LockRequest, ReadResult, Store
+
+from .services import require
+from .stores import CASES, StoreCase
+
+
+class Flaky(Store):
+    """A real store whose next lock-taking read loses its reply, or whose releases fail."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.lose_next_locked_read = False
+        self.releases_fail = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def read(self, key: str, lock: LockRequest | None = None) -> ReadResult:
+        result = self.inner.read(key, lock)
+        if lock is not None and self.lose_next_locked_read:
+            self.lose_next_locked_read = False
+            raise StoreUnavailable("reply lost (timed out after the store ran the command)")
+        return result
+
+    def release(self, key: str, token: str) -> None:
+        if self.releases_fail:
+            raise StoreUnavailable("store unreachable")
+        self.inner.release(key, token)
+
+    def write(self, *args: Any, **kwargs: Any) -> int:
+        return self.inner.write(*args, **kwargs)
+
+    def update_timestamp(self, *args: Any, **kwargs: Any) -> None:
+        self.inner.update_timestamp(*args, **kwargs)
+
+    def destroy(self, key: str) -> None:
+        self.inner.destroy(key)
+
+    def gc(self) -> int:
+        return self.inner.gc()
+
+    def validate_id(self, key: str) -> bool:
+        return self.inner.validate_id(key)
+
+    def count(self) -> int:
+        return self.inner.count()
+
+    def scan(self) -> Any:
+        return self.inner.scan()
+
+
+SERVERS = [c for c in CASES if c.name in ("sqlite", "redis", "postgresql", "mysql", "memcached")]
+
+
+@pytest.fixture(params=SERVERS, ids=lambda c: c.name)
+def flaky(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flaky]:
+    case: StoreCase = request.param
+    endpoint = case.endpoint()
+    if endpoint is not None:
+        require(*endpoint, case.name)
+    url = case.make_url(tmp_path)
+    store = Flaky(open_store(url))
+    yield store
+    store.inner.close()
+    if case.cleanup is not None:
+        case.cleanup(url)
+
+
+def _session(manager: SessionManager) -> str:
+    s = manager.start()
+    s["n"] = 1
+    s.write_close()
+    return s.id
+
+
+def test_a_lock_taking_read_whose_reply_is_lost_leaves_no_lock(flaky: Flaky) -> None:
+    manager = SessionManager(flaky, Config(gc_probability=0, lock_lease=30))
+    sid = _session(manager)
+    flaky.lose_next_locked_read = True
+    with pytest.raises(StoreUnavailable):
+        manager.start(sid)
+    # The store took the lock before the reply was lost; it was given back at once, so the
+    # user's next request does not wait out a 30 s lease.
+    s = SessionManager(flaky, Config(gc_probability=0, lock_wait=0)).start(sid)
+    assert s["n"] == 1
+    s.abort()
+
+
+def test_a_release_that_failed_during_an_outage_is_retried_when_the_store_answers(
+    flaky: Flaky,
+) -> None:
+    manager = SessionManager(flaky, Config(gc_probability=0, lock_lease=30, lock_wait=0))
+    sid = _session(manager)
+    s = manager.start(sid)
+    flaky.releases_fail = True
+    s.abort()  # the release fails: the lock stays held in the store
+    with pytest.raises(LockTimeout):  # while the store drops releases, the lock stays
+        manager.start(sid)
+    flaky.releases_fail = False
+    again = manager.start(sid)  # the failed release is retried first: no 30 s lock-out
+    assert again["n"] == 1
+    again.abort()
