@@ -77,8 +77,50 @@ def test_cli_gc_and_stats(tmp_path: Path, capsys: Any) -> None:
     assert "live sessions: 1" in capsys.readouterr().out
     assert main(["gc", "--store", url]) == 0
     assert "removed 0" in capsys.readouterr().out
-    assert main(["stats", "--store", "nosuch://x"]) == 1
+    assert main(["stats", "--store", "nosuch://x"]) == 2
     assert "unknown store URL scheme" in capsys.readouterr().err
+
+
+UNREACHABLE = [
+    "redis://127.0.0.1:1/0?connect_timeout=0.5",
+    "redis+sentinel://127.0.0.1:1/mymaster?connect_timeout=0.5",
+    "memcached://127.0.0.1:1?connect_timeout=0.5",
+    "postgresql://postgres@127.0.0.1:1/test?connect_timeout=1",
+    "mysql://root@127.0.0.1:1/test?connect_timeout=1",
+]
+
+
+@pytest.mark.parametrize("command", ["gc", "stats", "init"])
+@pytest.mark.parametrize("url", UNREACHABLE, ids=lambda u: u.split(":")[0])
+def test_cli_fails_in_one_line_on_an_unreachable_store(url: str, command: str, capsys: Any) -> None:
+    assert main([command, "--store", url]) == 2
+    out, err = capsys.readouterr()
+    assert "removed" not in out and "live sessions" not in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("coatcheck: ")
+    assert "schema" not in lines[0]  # the connection failed, not a schema step
+    assert "Traceback" not in err
+
+
+def test_read_only_commands_create_nothing_and_init_creates_the_schema(
+    tmp_path: Path, capsys: Any
+) -> None:
+    db = tmp_path / "fresh.db"
+    url = f"sqlite:///{db}"
+    assert main(["stats", "--store", url]) == 0
+    assert main(["gc", "--store", url]) == 0
+    assert not db.exists()  # reading an empty store made no database
+    assert main(["init", "--store", url]) == 0
+    assert db.exists()
+    assert "schema ready" in capsys.readouterr().out
+
+
+def test_cli_takes_the_store_from_the_environment(
+    tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COATCHECK_STORE", "nosuch://from-env")
+    assert main(["stats"]) == 2
+    assert "'nosuch'" in capsys.readouterr().err
 
 
 def test_demo_survives_a_visitor_setting_visits_to_text(tmp_path: Path) -> None:
