@@ -20,7 +20,8 @@ import psycopg
 
 from coatcheck import AsyncSessionManager, SessionManager, open_async_store, open_store
 from coatcheck.ids import storage_key
-from coatcheck.stores.postgresql import Statements, drop_namespace, parse_url
+from coatcheck.stores.postgresql import Statements, parse_url
+from tests.support.postgresql import drop_namespace
 
 from .common import (
     CONFIG,
@@ -54,7 +55,8 @@ class Raw:
 
     def write_params(self, row: tuple[Any, ...]) -> dict[str, Any]:
         payload = bump(bytes(row[0]))
-        return {"key": self.key, "payload": payload, "exp": time.time() + IDLE, "tok": TOKEN}
+        exp, now = time.time() + IDLE, time.time()
+        return {"key": self.key, "payload": payload, "exp": exp, "tok": TOKEN, "now": now}
 
     def cycle(self, conn: psycopg.Connection[Any]) -> None:
         row = conn.execute(self.q.lock, self.lock_params(), binary=True).fetchone()

@@ -21,10 +21,10 @@ from typing import Any
 
 from coatcheck import AsyncSessionManager, SessionManager, open_async_store, open_store
 from coatcheck.ids import storage_key
-from coatcheck.stores.redis import drop_namespace
-from coatcheck.stores.redis_clients import async_client, sync_client
-from coatcheck.stores.redis_config import parse
-from coatcheck.stores.redis_scripts import READ_LOCK, WRITE, Keys
+from coatcheck.stores.redis import parse
+from coatcheck.stores.redis._clients import async_client, sync_client
+from coatcheck.stores.redis._scripts import READ_LOCK, WRITE, Keys
+from tests.support.redis import drop_namespace
 
 from .common import (
     CONFIG,

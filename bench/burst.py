@@ -70,7 +70,7 @@ def report(
                 results = run(base)
         finally:
             if name == "redis":
-                from coatcheck.stores.redis import drop_namespace
+                from tests.support.redis import drop_namespace
 
                 drop_namespace(url)
         for case, (times, conflicts) in results.items():

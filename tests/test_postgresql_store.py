@@ -18,14 +18,10 @@ from coatcheck.errors import ConfigError, LockLost, StoreUnavailable, VersionMis
 from coatcheck.ids import storage_key
 from coatcheck.locks import new_token
 from coatcheck.stores.base import LOCKED, MUST_CREATE, MUST_EXIST, LockRequest, Stored
-from coatcheck.stores.postgresql import (
-    AsyncPostgreSQLStore,
-    PostgreSQLStore,
-    drop_namespace,
-    parse_url,
-)
+from coatcheck.stores.postgresql import AsyncPostgreSQLStore, PostgreSQLStore, parse_url
 
 from .services import POSTGRES_URL, require
+from .support.postgresql import drop_namespace
 
 KEY = storage_key("A" * 43)
 
@@ -46,6 +42,11 @@ def sql(url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
     with psycopg.connect(parse_url(url).conninfo, autocommit=True) as conn:
         cur = conn.execute(query, params)
         return cur.fetchall() if cur.description else []
+
+
+def table_exists(url: str) -> bool:
+    name = '"' + parse_url(url).table + '"'
+    return sql(url, "SELECT to_regclass(%s) IS NOT NULL", (name,)) == [(True,)]
 
 
 def manager(store: Any, **options: Any) -> Any:
@@ -84,6 +85,7 @@ def test_coatcheck_options_are_stripped_and_libpq_options_pass_through() -> None
         "timeout=abc",
         "connect_timeout=0",
         "table=a&table=b",
+        "create_schema=maybe",
     ],
 )
 def test_bad_options_are_refused_at_start_up(query: str) -> None:
@@ -125,13 +127,71 @@ def test_schema_creation_is_idempotent_and_concurrent(url: str) -> None:
     assert stores[1].write(KEY, b"y", time.time() + 60) == 2
 
 
-async def test_async_schema_and_lazy_creation_on_first_use(url: str) -> None:
+async def test_async_schema_and_lazy_creation_on_first_write(url: str) -> None:
     store = open_async_store(url)
     assert isinstance(store, AsyncPostgreSQLStore)
-    assert await store.read(KEY) is None  # first use created the table
+    assert await store.write(KEY, b"x", time.time() + 60) == 1  # created the table
+    assert table_exists(url)
     await store.create_schema()
     await store.create_schema()
-    assert await store.write(KEY, b"x", time.time() + 60) == 1
+    assert await store.write(KEY, b"y", time.time() + 60) == 2
+    await store.close()
+
+
+def test_the_first_lock_creates_a_missing_table(url: str) -> None:
+    store = open_store(url)
+    assert store.read(KEY, LockRequest(new_token(), 30)) is None
+    assert table_exists(url)
+    store.close()
+
+
+def test_read_only_operations_on_a_missing_table_create_nothing(url: str) -> None:
+    store = open_store(url)
+    assert store.read(KEY) is None
+    assert store.validate_id(KEY) is False
+    assert store.count() == 0
+    assert list(store.scan()) == []
+    assert store.gc() == 0
+    store.update_timestamp(KEY, time.time() + 60, token=new_token())  # nothing to touch
+    store.release(KEY, new_token())
+    store.destroy(KEY)
+    assert not table_exists(url)
+    store.close()
+
+
+async def test_async_read_only_operations_on_a_missing_table_create_nothing(url: str) -> None:
+    store = open_async_store(url)
+    assert await store.read(KEY) is None
+    assert await store.validate_id(KEY) is False
+    assert await store.count() == 0
+    assert [m async for m in store.scan()] == []
+    assert await store.gc() == 0
+    await store.destroy(KEY)
+    assert not table_exists(url)
+    await store.close()
+
+
+def test_without_create_schema_a_write_on_a_missing_table_says_to_run_init(url: str) -> None:
+    store = open_store(url + "&create_schema=false")
+    with pytest.raises(StoreUnavailable, match="coatcheck init") as info:
+        store.write(KEY, b"x", time.time() + 60)
+    assert "does not exist" in str(info.value) and KEY not in str(info.value)
+    with pytest.raises(StoreUnavailable, match="coatcheck init"):
+        store.read(KEY, LockRequest(new_token(), 30))
+    assert store.read(KEY) is None  # reads still read "nothing"
+    assert not table_exists(url)
+    store.create_schema()  # what `coatcheck init` runs
+    assert store.write(KEY, b"x", time.time() + 60) == 1
+    store.close()
+
+
+async def test_async_without_create_schema_a_write_says_to_run_init(url: str) -> None:
+    store = open_async_store(url + "&create_schema=false")
+    with pytest.raises(StoreUnavailable, match="coatcheck init"):
+        await store.write(KEY, b"x", time.time() + 60, expect=MUST_CREATE)
+    assert not table_exists(url)
+    await store.create_schema()
+    assert await store.write(KEY, b"x", time.time() + 60, expect=MUST_CREATE) == 1
     await store.close()
 
 
@@ -160,6 +220,53 @@ def test_expired_rows_are_never_live_and_never_locked(url: str) -> None:
     assert isinstance(first, Stored) and first.payload == b"old"  # the engine discards it
     assert isinstance(store.read(KEY, LockRequest(new_token(), 30)), Stored)  # not locked
     store.close()
+
+
+def test_keys_must_be_lower_case_storage_keys(url: str) -> None:
+    store = open_store(url)
+    assert KEY.upper() != KEY
+    for bad in (KEY.upper(), KEY[:-1], "g" * 64):
+        with pytest.raises(ValueError):
+            store.read(bad)
+        with pytest.raises(ValueError):
+            store.write(bad, b"x", time.time() + 60)
+        with pytest.raises(ValueError):
+            store.destroy(bad)
+    store.close()
+
+
+def test_leases_follow_the_injected_clock(url: str) -> None:
+    now = [time.time()]
+    store = open_store(url)
+    store.clock = lambda: now[0]
+    store.write(KEY, b"x", now[0] + 600)
+    first = LockRequest(new_token(), 30)
+    assert isinstance(store.read(KEY, first), Stored)
+    assert store.read(KEY, LockRequest(new_token(), 30)) is LOCKED
+    assert [m.locked for m in store.scan()] == [True]
+    now[0] += 31  # the app's clock, not the database's, ends the lease
+    assert [m.locked for m in store.scan()] == [False]
+    second = LockRequest(new_token(), 30)
+    assert isinstance(store.read(KEY, second), Stored)
+    with pytest.raises(LockLost):
+        store.write(KEY, b"late", now[0] + 600, token=first.token)
+    assert store.write(KEY, b"y", now[0] + 600, token=second.token) == 2
+    store.close()
+
+
+async def test_async_leases_follow_a_managers_clock(url: str) -> None:
+    now = [time.time()]
+    store = open_async_store(url)
+    AsyncSessionManager(store, Config(cookie_secure=True, gc_probability=0), clock=lambda: now[0])
+    await store.write(KEY, b"x", now[0] + 600)
+    first = LockRequest(new_token(), 30)
+    assert isinstance(await store.read(KEY, first), Stored)
+    assert await store.read(KEY, LockRequest(new_token(), 30)) is LOCKED
+    now[0] += 31
+    assert isinstance(await store.read(KEY, LockRequest(new_token(), 30)), Stored)
+    with pytest.raises(LockLost):
+        await store.write(KEY, b"late", now[0] + 600, token=first.token)
+    await store.close()
 
 
 def test_write_failures_say_why(url: str) -> None:
@@ -284,19 +391,32 @@ async def test_async_store_recovers_after_its_connections_are_terminated(url: st
     await store.close()
 
 
-def test_unreachable_server_is_store_unavailable_without_the_password() -> None:
-    store = open_store("postgresql://ann:s3cret-pw@127.0.0.1:1/test?connect_timeout=2")
+UNREACHABLE = "postgresql://ann:s3cret-pw@127.0.0.1:1/test?connect_timeout=2"
+CONNECT_FAILED = "postgresql store at 127.0.0.1:1/test: connect failed: "
+
+
+@pytest.mark.parametrize("operation", ["read", "count", "create_schema"])
+def test_unreachable_server_says_connect_failed_without_the_password(operation: str) -> None:
+    store = open_store(UNREACHABLE)
     with pytest.raises(StoreUnavailable) as info:
-        store.read(KEY)
-    assert "s3cret-pw" not in str(info.value) and "127.0.0.1" in str(info.value)
-    assert KEY not in str(info.value)
+        if operation == "read":
+            store.read(KEY)
+        elif operation == "count":
+            store.count()
+        else:
+            store.create_schema()
+    message = str(info.value)
+    assert message.startswith(CONNECT_FAILED) and "schema" not in message
+    assert "s3cret-pw" not in message and KEY not in message
 
 
-async def test_async_unreachable_server_is_store_unavailable_without_the_password() -> None:
-    store = open_async_store("postgresql://ann:s3cret-pw@127.0.0.1:1/test?connect_timeout=2")
+async def test_async_unreachable_server_says_connect_failed_without_the_password() -> None:
+    store = open_async_store(UNREACHABLE)
     with pytest.raises(StoreUnavailable) as info:
         await store.write(KEY, b"x", time.time() + 60)
-    assert "s3cret-pw" not in str(info.value) and "127.0.0.1" in str(info.value)
+    message = str(info.value)
+    assert message.startswith(CONNECT_FAILED) and "schema" not in message
+    assert "s3cret-pw" not in message
 
 
 def wait_for_waiters(url: str, count: int, exclude: set[int]) -> set[int]:

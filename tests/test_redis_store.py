@@ -11,6 +11,7 @@ import asyncio
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -30,12 +31,13 @@ from coatcheck import (
     open_async_store,
     open_store,
 )
+from coatcheck.cli import main as cli
 from coatcheck.errors import ConfigError, StoreUnavailable
 from coatcheck.ids import storage_key
 from coatcheck.stores.base import LOCKED, LockRequest, Stored
-from coatcheck.stores.redis import AsyncRedisStore, RedisStore
-from coatcheck.stores.redis_config import parse
-from coatcheck.stores.redis_scripts import READ_LOCK_SCRIPT, WRITE_SCRIPT
+from coatcheck.stores.redis import AsyncRedisStore, RedisStore, parse
+from coatcheck.stores.redis import _sync as sync_half
+from coatcheck.stores.redis._scripts import READ_LOCK_SCRIPT, WRITE_SCRIPT
 from tests.support.redis import drop_namespace
 
 from .conftest import aw
@@ -284,6 +286,104 @@ async def test_unreachable_server_raises_store_unavailable_without_secrets(bad: 
         await aw(store.close())
 
 
+UNREACHABLE = [
+    "redis://zelda:s3cretpw@127.0.0.1:1/0",
+    "redis+sentinel://:s3cretpw@127.0.0.1:1/mymaster",
+    "redis+cluster://zelda:s3cretpw@127.0.0.1:1",
+]
+
+
+@pytest.mark.parametrize("bad", UNREACHABLE)
+async def test_admin_calls_on_an_unreachable_server_raise_store_unavailable(bad: str) -> None:
+    """``coatcheck gc`` / ``stats`` and ``count()`` must fail on a dead Redis, never report 0."""
+    for asynchronous in (False, True):
+        store: Any = open_async_store(bad) if asynchronous else open_store(bad)
+        for call, doing in (("gc", "gc"), ("count", "scan"), ("scan", "scan")):  # count scans
+            with pytest.raises(StoreUnavailable) as info:
+                await aw(scan_all(store) if call == "scan" else getattr(store, call)())
+            message = str(info.value)
+            assert "127.0.0.1:1" in message and f"{doing} failed" in message, message
+            assert "s3cretpw" not in message and "zelda" not in message
+        await aw(store.close())
+
+
+async def scan_all(store: Any) -> list[Any]:
+    if isinstance(store, AsyncRedisStore):
+        return [meta async for meta in store.scan()]
+    return list(store.scan())
+
+
+@pytest.mark.parametrize("bad", UNREACHABLE[:2])
+@pytest.mark.parametrize("command", ["gc", "stats"])
+def test_cli_gc_and_stats_fail_on_an_unreachable_server(
+    bad: str, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli([command, "--store", bad]) != 0  # a failure, never "removed 0" / "live: 0"
+    out, err = capsys.readouterr()
+    assert out == "" and "coatcheck: redis store" in err and "127.0.0.1:1" in err
+    assert "s3cretpw" not in err and "zelda" not in err
+
+
+def test_sentinel_that_knows_no_such_master_says_so() -> None:
+    require("127.0.0.1", 26379, "redis (sentinel)")
+    store = open_store("redis+sentinel://:s3cretpw@127.0.0.1:26379/no-such-master?retries=0")
+    with pytest.raises(StoreUnavailable) as info:
+        store.count()
+    message = str(info.value)
+    assert "no sentinel knows a reachable master for 'no-such-master'" in message
+    assert "s3cretpw" not in message and "<redis" not in message  # not the client's repr
+    store.close()
+
+
+def test_sync_store_builds_one_client_for_many_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sync store is shared by threads: its lazily built client is built exactly once."""
+    built: list[object] = []
+
+    def slow_client(settings: Any) -> object:
+        time.sleep(0.05)  # wide enough for every thread to arrive while the first builds
+        built.append(object())
+        return built[-1]
+
+    monkeypatch.setattr(sync_half, "sync_client", slow_client)
+    store = RedisStore(parse("redis://127.0.0.1:1/0"))
+    start = threading.Barrier(8)
+    seen: list[object] = []
+
+    def use() -> None:
+        start.wait()
+        seen.append(store.client())
+
+    threads = [threading.Thread(target=use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(built) == 1 and seen == built * 8
+
+
+def test_store_times_follow_its_injected_clock(url: str) -> None:
+    """Deadlines and TTLs are computed on ``store.clock`` (a manager's ``clock=``)."""
+    then = 1_000_000_000.0  # 2001: every real-time check would call the record expired
+    store = open_store(url)
+    store.clock = lambda: then
+    try:
+        key = storage_key("C" * 43)
+        assert store.write(key, b"p", then + 600) == 1
+        client = raw_client(url)
+        data = f"{parse(url).prefix}{{{key}}}"
+        assert 599_000 < client.pttl(data) <= 600_000  # the TTL is 600 s on the store's clock
+        assert isinstance(store.read(key), Stored) and store.validate_id(key)
+        assert isinstance(store.read(key, LockRequest("t" * 22, 5.0)), Stored)
+        assert [m.key for m in store.scan()] == [key] and store.count() == 1
+        store.clock = lambda: then + 601
+        assert store.read(key) is None and not store.validate_id(key) and store.count() == 0
+        client.close()
+    finally:
+        store.close()
+
+
 def test_url_parsing() -> None:
     s = parse("redis://ann:p%40ss@localhost:6380/3?prefix=app:&socket_timeout=0.5")
     assert (s.hosts, s.db, s.username, s.password, s.prefix) == (
@@ -299,6 +399,7 @@ def test_url_parsing() -> None:
     s = parse("redis+cluster://a:7000,b:7001?max_connections=7")
     assert s.topology == "cluster" and s.max_connections == 7 and s.prefix == "coatcheck:"
     assert parse("rediss://h/0").tls is not None and parse("redis://h/0").tls is None
+    assert parse("redis://[::1]:6380/2").where == "redis store at [::1]:6380/2"
     for wrong in (
         "redis://h/0?prefix={x}:",
         "redis://h/0?bogus=1",
@@ -307,6 +408,9 @@ def test_url_parsing() -> None:
         "redis+cluster://h/4",
         "redis://h/0?connect_timeout=0",
         "redis://a,b/0",
+        "redis://h/0?ssl=maybe",
+        "redis://h/0?prefix=a:&prefix=b:",
+        "redis://h/0?ssl_cert_reqs=sometimes",
     ):
         with pytest.raises(ConfigError):
             parse(wrong)

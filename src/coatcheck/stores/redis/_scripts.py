@@ -1,4 +1,5 @@
-"""The Redis store's key layout and Lua scripts, and the glue shared by sync and async.
+"""The Redis store's key layout and Lua scripts, and the glue around them: arguments in,
+replies out (no I/O here; :mod:`._async` sends them).
 
 A session is two keys sharing one hash tag, so both live on the same Cluster slot and one
 script can touch both: ``<prefix>{<storage key>}`` is a hash (``p`` payload, ``e`` idle
@@ -19,8 +20,8 @@ import hashlib
 import math
 from typing import Any, Final
 
-from ..errors import LockLost, VersionMismatch
-from .base import LOCKED, LockRequest, ReadResult, Stored
+from ...errors import LockLost, VersionMismatch
+from ..base import LOCKED, LockRequest, Meta, ReadResult, Stored
 
 # KEYS: data, lock. ARGV: token, lease ms, app now (s).
 # Returns {p, e, v}; false when absent or past its deadline; 0 when another token holds it.
@@ -160,3 +161,20 @@ def decode_write(code: Any) -> int:
 
 def touch_args(expires_at: float, now: float, token: str | None) -> list[Any]:
     return [repr(expires_at), ttl_ms(expires_at, now), token or ""]
+
+
+def queue_meta(pipe: Any, name: bytes) -> None:
+    """Queue what :func:`to_metas` needs about one data key (admin scans)."""
+    pipe.hget(name, "e")
+    pipe.hstrlen(name, "p")
+    pipe.exists(name + _LOCK_SUFFIX.encode())
+
+
+def to_metas(keys: Keys, names: list[bytes], replies: list[Any], now: float) -> list[Meta]:
+    """The live records among ``names``, from the replies :func:`queue_meta` queued."""
+    metas = []
+    for i, name in enumerate(names):
+        deadline, size, locked = replies[3 * i : 3 * i + 3]
+        if deadline is not None and float(deadline) > now:
+            metas.append(Meta(keys.storage_key(name), float(deadline), int(size), bool(locked)))
+    return metas

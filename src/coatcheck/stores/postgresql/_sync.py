@@ -1,0 +1,257 @@
+# Generated from _async.py by scripts/unasync.py: edit that file, then run `make unasync`.
+"""The PostgreSQL store's I/O, over a psycopg connection pool.
+
+The sync and async stores are one source: scripts/unasync.py writes the sync one from the
+async one. Every operation is one statement from :class:`~._statements.Statements` on a pooled
+psycopg connection (a failed write asks one more question, to say why it failed). A missing
+table reads as empty; the first write or lock creates it unless the URL says
+``create_schema=false``.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from ...errors import StoreUnavailable
+from .. import _url
+from ..base import LockRequest, Meta, ReadResult, Store
+from ._statements import (
+    GC_BATCH,
+    SCAN_PAGE,
+    SCHEMA_LOCK,
+    MissingTable,
+    Rows,
+    Settings,
+    Statements,
+    key_bytes,
+)
+
+Pool = ConnectionPool[psycopg.Connection[Any]]
+
+
+class PostgreSQLStore(Store):
+    """Sessions in a PostgreSQL table, through a psycopg connection pool.
+
+    One store serves concurrent requests (threads, or tasks) and survives a fork: a pool opened
+    before ``fork()`` is left to the parent and the child opens its own.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.q = Statements(settings.table)
+        self._pool: Pool | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    # --- connections --------------------------------------------------------------------
+
+    def _ready(self) -> Pool:
+        pool = self._pool
+        if pool is not None and self._pid == os.getpid():
+            return pool
+        with self._lock:
+            pool = self._pool
+            if pool is None or self._pid != os.getpid():  # new, or inherited by a fork
+                pool = self._open_pool()
+                self._pool, self._pid = pool, os.getpid()
+            return pool
+
+    def _open_pool(self) -> Pool:
+        s = self.settings
+        try:
+            # One direct connection first: a refused connection or a bad password fails at
+            # once with the server's reason, where the pool would only time out.
+            with psycopg.Connection.connect(s.conninfo, **s.connect_kwargs):
+                pass
+        except psycopg.Error as e:
+            raise self._unavailable(e, "connect") from e
+        pool = ConnectionPool(
+            s.conninfo,
+            kwargs=s.connect_kwargs,
+            min_size=s.pool_min,
+            max_size=s.pool_max,
+            timeout=s.connect_timeout,
+            name="coatcheck",
+            open=False,
+        )
+        try:
+            pool.open(wait=True, timeout=s.connect_timeout)
+        except psycopg.Error as e:
+            pool.close()  # or its workers would go on reconnecting
+            raise self._unavailable(e, "connect") from e
+        return pool
+
+    def _connection(self, pool: Pool) -> psycopg.Connection[Any]:
+        """A pooled connection, skipping those the server has closed meanwhile.
+
+        The pool's own ``check`` hook backs off a second or more per bad connection; after
+        a mass disconnect that would time out, so dead ones are dropped here, at once.
+        """
+        for _ in range(pool.max_size):
+            conn = pool.getconn()
+            if not _pending_input(conn):
+                return conn
+            try:
+                ConnectionPool.check_connection(conn)  # a notice, perhaps?
+                return conn
+            except psycopg.Error:
+                conn.close()
+                pool.putconn(conn)
+        return pool.getconn()
+
+    def _execute(self, query: str, params: Any, *, retry: bool) -> tuple[Rows, int]:
+        """One statement on a pooled connection; rows and rowcount.
+
+        ``retry``: run it once more after a lost connection. Only for statements that
+        mean the same thing twice (reads, compare-and-delete, deadline moves); a write
+        that may have committed before its connection broke is never repeated.
+        """
+        for attempt in (0, 1):
+            pool = self._ready()
+            conn = self._connection(pool)
+            try:
+                cur = conn.execute(query, params, binary=True)
+                rows = [] if query in self.q.rowcount_only else cur.fetchall()
+                return rows, cur.rowcount
+            except psycopg.Error as e:
+                if attempt or not retry or not _connection_lost(e):
+                    raise
+            finally:
+                pool.putconn(conn)  # a broken one is discarded and replaced by the pool
+        raise AssertionError("unreachable")
+
+    def _run(
+        self, query: str, params: Any, *, doing: str, retry: bool = True, creates: bool = False
+    ) -> tuple[Rows, int]:
+        """:meth:`_execute`, with a missing table read as empty, or created by ``creates``."""
+        for attempt in (0, 1):
+            try:
+                return self._execute(query, params, retry=retry)
+            except psycopg.errors.UndefinedTable as e:
+                if not creates:
+                    return [], 0  # no table: nothing stored, nothing to change
+                if attempt or not self.settings.create_schema:
+                    raise self._unavailable(MissingTable(self.q.table), doing) from e
+            except psycopg.Error as e:
+                raise self._unavailable(e, doing) from e
+            self.create_schema()
+        raise AssertionError("unreachable")
+
+    def _unavailable(self, e: BaseException, doing: str) -> StoreUnavailable:
+        where = f"postgresql store at {self.settings.where}"
+        return _url.unavailable(where, e, doing, self.settings.secrets)
+
+    def create_schema(self) -> None:
+        """Create the table and its expiry index; safe to run again, and concurrently."""
+        pool = self._ready()
+        conn = self._connection(pool)
+        try:
+            with conn.transaction():
+                # Two stores creating at once would race on the catalog: serialize.
+                conn.execute(SCHEMA_LOCK)
+                for statement in self.q.schema:
+                    conn.execute(statement)
+        except psycopg.Error as e:
+            raise self._unavailable(e, "create schema") from e
+        finally:
+            pool.putconn(conn)
+
+    def open(self) -> None:
+        self._ready()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.close()
+            self._pool = None
+
+    # --- the contract -------------------------------------------------------------------
+
+    def read(self, key: str, lock: LockRequest | None = None) -> ReadResult:
+        query, params = self.q.read_query(key, lock, self.clock())
+        rows, _ = self._run(query, params, doing="read", creates=lock is not None)
+        return self.q.read_result(rows)
+
+    def write(
+        self,
+        key: str,
+        payload: bytes,
+        expires_at: float,
+        *,
+        expect: int | None = None,
+        token: str | None = None,
+    ) -> int:
+        now = self.clock()
+        query, params = self.q.write_query(key, payload, expires_at, expect, token, now)
+        rows, _ = self._run(query, params, doing="write", retry=False, creates=True)
+        if rows:
+            return int(rows[0][0])
+        rows, _ = self._run(*self.q.why_query(key, token, now), doing="write check")
+        raise self.q.write_error(rows, token)
+
+    def update_timestamp(self, key: str, expires_at: float, *, token: str | None = None) -> None:
+        self._run(*self.q.touch_query(key, expires_at, token), doing="touch")
+
+    def release(self, key: str, token: str) -> None:
+        self._run(*self.q.release_query(key, token), doing="release")
+
+    def destroy(self, key: str) -> None:
+        self._run(self.q.destroy, (key_bytes(key),), doing="destroy")
+
+    def gc(self) -> int:
+        """Delete expired rows in batches by the expiry index (PHP's session.gc)."""
+        removed, now = 0, self.clock()
+        while True:
+            _, n = self._run(self.q.gc, {"now": now}, doing="gc")
+            removed += n
+            if n < GC_BATCH:
+                return removed
+
+    def validate_id(self, key: str) -> bool:
+        params = (key_bytes(key), self.clock())
+        rows, _ = self._run(self.q.validate, params, doing="validate")
+        return bool(rows)
+
+    def count(self) -> int:
+        rows, _ = self._run(self.q.count, (self.clock(),), doing="count")
+        return int(rows[0][0]) if rows else 0
+
+    def scan(self) -> Iterator[Meta]:
+        after, now = b"", self.clock()
+        while True:
+            params = {"after": after, "now": now}
+            rows, _ = self._run(self.q.scan, params, doing="scan")
+            for row in rows:
+                yield self.q.meta(row)
+            if len(rows) < SCAN_PAGE:
+                return
+            after = bytes(rows[-1][0])
+
+
+def _connection_lost(e: psycopg.Error) -> bool:
+    """The server went away (terminated backend, broken socket), not a slow query."""
+    return e.sqlstate is None or e.sqlstate.startswith(("08", "57P"))
+
+
+def _pending_input(conn: psycopg.Connection[Any]) -> bool:
+    """Whether an idle connection has unread input: usually a terminated backend's goodbye.
+
+    A zero-timeout poll costs no round trip, so every connection taken from the pool is
+    screened; only a suspicious one is checked with a real query.
+    """
+    try:
+        fd = conn.fileno()
+    except psycopg.Error:
+        return True
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
