@@ -1,12 +1,12 @@
-"""Session cycle on memcached: coatcheck against raw pymemcache/aiomcache doing the same trips.
+"""Session cycle on memcached: coatcheck against raw clients doing the same round trips.
 
 One cycle = load an existing session with the exclusive lock, increment a counter, save.
 coatcheck's store makes five round trips per cycle: ``add`` of the lock item, ``gets`` of
 the record, then ``gets`` of record and lock together, ``cas`` of the record and ``delete``
-of the lock. The baseline sends exactly those five commands on a client built the same way
-(pymemcache PooledClient with the same timeouts; aiomcache with the same pool and the
-store's one extra method, a multi-key ``gets``, which aiomcache lacks), decoding and
-re-encoding the same record bytes with orjson, in the same process.
+of the lock. The baseline sends exactly those five commands on a client built the same
+way (pymemcache PooledClient with the same timeouts; for async, the store's own asyncio
+text-protocol client, called directly, so that row measures the store's overhead alone),
+decoding and re-encoding the same record bytes with orjson, in the same process.
 Run: python -m bench.bench_memcached (COATCHECK_TEST_MEMCACHED overrides the server).
 """
 
@@ -24,16 +24,10 @@ from pymemcache.client.base import PooledClient  # type: ignore[import-untyped]
 
 from coatcheck import AsyncSessionManager, SessionManager, open_async_store, open_store
 from coatcheck.ids import storage_key
-from coatcheck.stores.memcached import (
-    Keys,
-    Lease,
-    _AioClient,
-    drop_namespace,
-    exptime,
-    pack,
-    parse,
-    unpack,
-)
+from coatcheck.stores.memcached._client import AsyncClient
+from coatcheck.stores.memcached._config import parse
+from coatcheck.stores.memcached._format import Keys, Lease, exptime, pack, unpack
+from tests.support.memcached import drop_namespace
 
 from .common import (
     CONFIG,
@@ -62,15 +56,14 @@ class Raw:
         self.data, self.lock = keys.data(key), keys.lock(key)
 
     def lease(self) -> tuple[bytes, int]:
-        now = time.time()
-        lease = Lease(TOKEN, now + LEASE)
-        return lease.encode(), exptime(lease.until, now)
+        lease = Lease(TOKEN, time.time() + LEASE)
+        return lease.encode(), exptime(LEASE)
 
     def new_value(self, value: bytes) -> tuple[bytes, int]:
         record = unpack(value)
         expires_at = time.time() + IDLE
         packed = pack(bump(record.payload), expires_at, record.version + 1)
-        return packed, exptime(expires_at, time.time())
+        return packed, exptime(IDLE)
 
     def owned(self, found: dict[Any, Any], lock: Any) -> None:
         held = Lease.decode(bytes(found[lock][0]))
@@ -89,19 +82,17 @@ class Raw:
 
         return cycle
 
-    def asynchronous(self, client: _AioClient) -> Callable[[], Awaitable[None]]:
-        data, lock = self.data.encode(), self.lock.encode()
+    def asynchronous(self, client: AsyncClient) -> Callable[[], Awaitable[None]]:
+        data, lock = self.data, self.lock
 
         async def cycle() -> None:
             assert await client.add(lock, *self.lease())
-            value, _ = await client.gets(data)
-            assert value is not None
-            unpack(value)
-            values, uniques = await client.gets_many(data, lock)
-            self.owned({k: (v, uniques[k]) for k, v in values.items()}, lock)
-            packed, ttl = self.new_value(values[data])
-            assert await client.cas(data, packed, uniques[data], ttl)
-            await client.delete(lock)
+            unpack((await client.gets_many([data]))[data][0])
+            found = await client.gets_many([data, lock])
+            self.owned(found, lock)
+            packed, ttl = self.new_value(found[data][0])
+            assert await client.cas(data, packed, found[data][1], ttl)
+            await client.delete_many([lock])
 
         return cycle
 
@@ -140,8 +131,7 @@ async def run_async(size: int) -> Row:
         sid, nbytes = seed(url, size)
         store = open_async_store(url)
         s = parse(url)
-        host, port = s.servers[0]
-        client = _AioClient(host, port, pool_size=s.pool_size, pool_minsize=1)
+        client = AsyncClient(s.servers[0], s)
         raw = Raw(url, storage_key(seed(url, size)[0])).asynchronous(client)
         variants = {
             "session": async_session_cycle(AsyncSessionManager(store, CONFIG), sid),

@@ -7,13 +7,12 @@ memcached of its own on a spare loopback port, so killing it never disturbs anyo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -21,22 +20,19 @@ import pytest
 from pymemcache.client.base import Client  # type: ignore[import-untyped]
 
 from coatcheck import AsyncSessionManager, Config, SessionManager, open_async_store, open_store
+from coatcheck.cli import main as cli
 from coatcheck.errors import ConfigError, LockLost, StoreUnavailable, VersionMismatch
 from coatcheck.ids import storage_key
 from coatcheck.stores.base import LOCKED, LockRequest, Stored
-from coatcheck.stores.memcached import (
-    AsyncMemcachedStore,
-    Keys,
-    MemcachedStore,
-    drop_namespace,
-    exptime,
-    parse,
-    release_flow,
-    write_flow,
-)
+from coatcheck.stores.memcached import AsyncMemcachedStore, MemcachedStore
+from coatcheck.stores.memcached._client import AsyncClient
+from coatcheck.stores.memcached._client import Client as SyncClient
+from coatcheck.stores.memcached._config import parse
+from coatcheck.stores.memcached._format import Keys, exptime
 
 from .conftest import aw
 from .services import MEMCACHED_URL, in_ci, reachable, require
+from .support.memcached import drop_namespace
 
 HOST, PORT = parse(MEMCACHED_URL).servers[0]
 KEY = "ab" * 32  # a storage key: 64 hex characters
@@ -110,7 +106,7 @@ ODD_PREFIXES = [
 async def test_odd_prefixes_give_valid_fixed_length_keys(prefix: str, mode: str) -> None:
     require(HOST, PORT, "memcached")
     keys = Keys(prefix)
-    names = [keys.data(KEY), keys.lock(KEY), keys.data("x" * 400), keys.lock("a b\x00")]
+    names = [keys.data(KEY), keys.lock(KEY)]
     for name in names:
         assert len(name.encode()) <= 250
         assert all(0x21 <= ord(c) <= 0x7E for c in name), name
@@ -131,6 +127,28 @@ async def test_odd_prefixes_give_valid_fixed_length_keys(prefix: str, mode: str)
         await aw(store.close())
         drop_namespace(u)
     assert await aw(store_for(u, mode).validate_id(KEY)) is False
+
+
+BAD_KEYS = ["AB" * 32, "ab" * 31, "ab" * 33, "x" * 64, "a b\x00" + "a" * 60, ""]
+
+
+@pytest.mark.parametrize("bad", BAD_KEYS, ids=["upper", "short", "long", "not-hex", "ctl", "empty"])
+async def test_only_storage_keys_are_accepted(bad: str, mode: str) -> None:
+    """Exactly the keys coatcheck.ids makes (64 lower-case hex): ValueError before any I/O."""
+    keys = Keys("coatcheck:")
+    with pytest.raises(ValueError):
+        keys.data(bad)
+    with pytest.raises(ValueError):
+        keys.lock(bad)
+    assert keys.storage_key("coatcheck:s:" + bad) is None
+    store = store_for("memcached://127.0.0.1:1?timeout=0.2&connect_timeout=0.2", mode)
+    with pytest.raises(ValueError):
+        await aw(store.read(bad, LockRequest("t", 5)))
+    with pytest.raises(ValueError):
+        await aw(store.write(bad, b"x", time.time() + 60))
+    with pytest.raises(ValueError):
+        await aw(store.destroy(bad))
+    await aw(store.close())
 
 
 def test_a_plain_prefix_is_kept_readable() -> None:
@@ -222,24 +240,49 @@ async def test_fencing_refuses_a_late_write(url: str, mode: str) -> None:
     await aw(store.close())
 
 
-def test_cas_refuses_a_write_when_the_record_changed_after_the_check(url: str) -> None:
-    """Step the write by hand: another writer lands between its gets and its cas."""
-    store = open_store(url)
-    assert isinstance(store, MemcachedStore)
-    v1 = store.write(KEY, b"one", time.time() + 60)
-    flow = write_flow(store.keys, KEY, b"late", time.time() + 60, v1, None)
-    op = next(flow)
-    found = store._execute(op)  # the write's gets: version v1 seen
-    v2 = open_store(url).write(KEY, b"other", time.time() + 60)  # lands in between
-    op = flow.send(found)
-    assert type(op).__name__ == "Cas"
-    op = flow.send(store._execute(op))  # refused by memcached: the flow reads again
-    with pytest.raises(VersionMismatch):
-        flow.send(store._execute(op))
-    got = store.read(KEY)
+def interpose(
+    monkeypatch: pytest.MonkeyPatch, mode: str, command: str, before: Callable[[], Any]
+) -> list[Any]:
+    """Run ``before`` just ahead of the next ``command`` any store of ``mode`` sends.
+
+    The commands ``before`` sends itself go straight through; what it returned is appended
+    to the list this returns, so a test can see that it ran.
+    """
+    cls: Any = AsyncClient if mode == "async" else SyncClient
+    real = getattr(cls, command)
+    ran: list[Any] = []
+
+    async def async_wrapper(self: Any, *args: Any) -> Any:
+        if not ran:
+            ran.append(None)
+            ran.append(await aw(before()))
+        return await real(self, *args)
+
+    def sync_wrapper(self: Any, *args: Any) -> Any:
+        if not ran:
+            ran.append(None)
+            ran.append(before())
+        return real(self, *args)
+
+    monkeypatch.setattr(cls, command, async_wrapper if mode == "async" else sync_wrapper)
+    return ran
+
+
+async def test_cas_refuses_a_write_when_the_record_changed_after_the_check(
+    url: str, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer lands between the write's gets and its cas."""
+    store, other = store_for(url, mode), store_for(url, mode)
+    v1 = await aw(store.write(KEY, b"one", time.time() + 60))
+    ran = interpose(monkeypatch, mode, "cas", lambda: other.write(KEY, b"other", time.time() + 60))
+    with pytest.raises(VersionMismatch):  # cas refused; the write read again and saw v2
+        await aw(store.write(KEY, b"late", time.time() + 60, expect=v1))
+    v2 = ran[-1]
+    got = await aw(store.read(KEY))
     assert isinstance(got, Stored)
     assert (got.payload, got.version) == (b"other", v2)
-    store.close()
+    await aw(store.close())
+    await aw(other.close())
 
 
 async def test_release_by_another_token_keeps_the_lock(url: str, mode: str) -> None:
@@ -253,21 +296,24 @@ async def test_release_by_another_token_keeps_the_lock(url: str, mode: str) -> N
     await aw(store.close())
 
 
-def test_a_late_release_never_removes_a_lock_taken_over_meanwhile(url: str) -> None:
-    """Step a release near the end of its lease: another token takes the lock in between."""
-    store = open_store(url)
-    assert isinstance(store, MemcachedStore)
-    store.write(KEY, b"x", time.time() + 60)
-    assert isinstance(store.read(KEY, LockRequest("old", 0.3)), Stored)
-    flow = release_flow(store.keys, KEY, "old")
-    op = flow.send(store._execute(next(flow)))  # its gets showed "old" with < 1 s left
-    time.sleep(0.35)  # the lease ends; another request takes the lock
-    assert isinstance(store.read(KEY, LockRequest("new", 30)), Stored)
-    with contextlib.suppress(StopIteration):
-        while True:
-            op = flow.send(store._execute(op))
-    assert store.read(KEY, LockRequest("third", 30)) is LOCKED  # "new" still holds it
-    store.close()
+async def test_a_late_release_never_removes_a_lock_taken_over_meanwhile(
+    url: str, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A release near the end of its lease: another token takes the lock before its cas."""
+    store, other = store_for(url, mode), store_for(url, mode)
+    await aw(store.write(KEY, b"x", time.time() + 60))
+    assert isinstance(await aw(store.read(KEY, LockRequest("old", 0.3))), Stored)
+
+    def take_over() -> Any:  # sync in both modes: the async wrapper awaits what it returns
+        time.sleep(0.35)  # the lease ends; another request takes the lock
+        return other.read(KEY, LockRequest("new", 30))
+
+    ran = interpose(monkeypatch, mode, "cas", take_over)
+    await aw(store.release(KEY, "old"))  # its gets showed "old" with < 1 s left
+    assert isinstance(ran[-1], Stored)
+    assert await aw(store.read(KEY, LockRequest("third", 30))) is LOCKED  # "new" holds it
+    await aw(store.close())
+    await aw(other.close())
 
 
 # --- expiry ----------------------------------------------------------------------------------
@@ -305,8 +351,8 @@ async def test_ttl_over_30_days_is_sent_as_a_unix_time(url: str, mode: str) -> N
     store = store_for(url, mode)
     now = time.time()
     deadline = now + 45 * DAY
-    assert exptime(deadline, now) > 10 * 365 * DAY  # absolute, not 3888000 seconds
-    assert 0 < exptime(now + 29 * DAY, now) <= 30 * DAY  # relative below the limit
+    assert exptime(45 * DAY) > 10 * 365 * DAY  # absolute, not 3888000 seconds
+    assert 0 < exptime(29 * DAY) <= 30 * DAY  # relative below the limit
     await aw(store.write(KEY, b"long", deadline))
     # sent as a relative 45 days, memcached would read a time in 1970 and drop it at once
     got = await aw(store.read(KEY))
@@ -381,6 +427,38 @@ async def test_unreachable_server_is_store_unavailable(mode: str) -> None:
     await aw(store.close())
 
 
+async def test_listing_an_unreachable_server_is_store_unavailable(mode: str) -> None:
+    """count() and scan() never report 0 sessions for a server they could not ask."""
+    store = store_for("memcached://127.0.0.1:1?timeout=0.5&connect_timeout=0.5", mode)
+    for listing_call in (store.count, lambda: listing(store)):
+        with pytest.raises(StoreUnavailable) as e:
+            await aw(listing_call())
+        message = str(e.value)
+        assert message.startswith("memcached store at 127.0.0.1:1: metadump failed: ")
+        assert "ConnectionRefusedError" in message
+    await aw(store.close())
+
+
+def test_stats_on_an_unreachable_server_fails_with_the_reason(capsys: Any) -> None:
+    assert cli(["stats", "--store", "memcached://127.0.0.1:1?connect_timeout=0.5"]) != 0
+    out, err = capsys.readouterr()
+    assert "live sessions" not in out
+    assert err.startswith("coatcheck: memcached store at 127.0.0.1:1: metadump failed: ")
+
+
+async def test_leases_follow_the_injected_clock_and_ttls_are_durations(url: str, mode: str) -> None:
+    """With the app's clock 100 days behind, leases still hold and items live their TTL."""
+    store = store_for(url, mode)
+    store.clock = lambda: time.time() - 100 * DAY
+    now = store.clock()
+    await aw(store.write(KEY, b"x", now + 60))
+    assert isinstance(await aw(store.read(KEY, LockRequest("t1", 5))), Stored)
+    assert await aw(store.read(KEY, LockRequest("t2", 5))) is LOCKED
+    exp = int(metadump()[Keys(parse(url).prefix).data(KEY)]["exp"])
+    assert time.time() + 55 <= exp <= time.time() + 65  # 60 s from now, in real time
+    await aw(store.close())
+
+
 def free_port() -> int:
     for port in range(11299, 11399):
         if not reachable("127.0.0.1", port, timeout=0.2):
@@ -446,10 +524,16 @@ async def test_the_same_store_works_again_after_a_restart(private: Private, mode
 
 
 async def test_a_restart_between_calls_costs_no_error_on_reads(private: Private, mode: str) -> None:
-    """Pooled sockets that died with the old server are retried once on a fresh one."""
-    store = store_for(f"memcached://127.0.0.1:{private.port}", mode)
+    """Pooled sockets that died with the old server are retried once on a fresh one.
+
+    At once: a reader that kept reading the closed socket (aiomcache's spun on b"" until
+    the caller's deadline) would take the whole timeout.
+    """
+    store = store_for(f"memcached://127.0.0.1:{private.port}?timeout=5", mode)
     await aw(store.write(KEY, b"x", time.time() + 60))
     private.stop()
     private.start()
+    started = time.monotonic()
     assert await aw(store.read(KEY)) is None  # no StoreUnavailable: the read was retried
+    assert time.monotonic() - started < 1.0
     await aw(store.close())

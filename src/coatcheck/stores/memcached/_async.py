@@ -1,0 +1,289 @@
+"""The memcached store, PHP's ``memcached`` save handler: the source of both twins.
+
+``_sync.py`` is generated from this file by scripts/unasync.py; edit this one. The driver
+calls go through :mod:`._client`, whose two classes have the same methods.
+
+Several servers share the items by rendezvous hashing; a server that is down makes its
+sessions unavailable rather than moving them, because a lock item that moved could be held
+twice. Each session is a record item and a lock item (:mod:`._format`).
+
+Writes are ``gets`` + ``cas``: nothing is applied on a mismatch. Memcached has no
+compare-and-delete, so a lock is released with a plain ``delete`` right after a ``gets``
+showed our token with at least a second of lease left, and otherwise with a ``cas`` to an
+already stale value; docs/stores/memcached.md explains the remaining race. Listing
+(count, scan) uses ``lru_crawler metadump all``; gc is a no-op, memcached expires items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Concatenate, ParamSpec, TypeVar
+
+from ...errors import LockLost, VersionMismatch
+from ...locks import check_version
+from .. import _url
+from ..base import LOCKED, AsyncStore, LockRequest, Meta, ReadResult, Stored
+from ._client import AsyncClient, Found, Router, ServerError
+from ._config import Settings
+from ._format import STALE, Keys, Lease, exptime, metadump_names, pack, unpack
+
+# unasync: Awaitable[T] -> T
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_SAFE_DELETE_LEFT = 1.0  # seconds of lease left for a plain delete to be the release
+_ATTEMPTS = 5  # cas retries when another writer got in between
+_CRAWLS = 2  # metadump passes united per listing (one crawl can miss a moving item)
+_CRAWLER_BUSY_WAIT = 10.0  # seconds to wait for another client's crawl to finish
+_BATCH = 100  # records read back per gets while listing
+# Commands that may run twice: repeated once on a fresh connection when a pooled one
+# turns out dead (the server restarted). add and cas are not: they may have been applied.
+_REPEATABLE = (AsyncClient.gets_many, AsyncClient.delete_many, AsyncClient.metadump)
+
+
+class AsyncMemcachedStore(AsyncStore):
+    """Sessions in memcached (PHP: ``session.save_handler=memcached``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.prefix)
+        self.router = Router(settings.servers)
+        self._clients: list[AsyncClient | None] = [None] * len(settings.servers)
+
+    async def close(self) -> None:
+        for i in range(len(self._clients)):
+            await self._drop(i)
+
+    # --- the contract -----------------------------------------------------------------------
+
+    async def read(self, key: str, lock: LockRequest | None = None) -> ReadResult:
+        """PHP's read: the record, taking the lock first when asked (``add``, then ``gets``)."""
+        data = self.keys.data(key)
+        if lock is None:
+            return _record(await self._gets(data), data)[0]
+        item = self.keys.lock(key)
+        for _ in range(_ATTEMPTS):
+            now = self.clock()
+            lease = Lease(lock.token, now + lock.lease)
+            if await self._add(item, lease.encode(), exptime(lock.lease)):
+                record, _ = _record(await self._gets(data), data)
+                if record is None or record.expires_at <= self.clock():
+                    await self._release_known(item, lease)
+                return record  # expired records go to the engine, which discards them
+            found = await self._gets(data, item)
+            record, _ = _record(found, data)
+            if record is None or record.expires_at <= now:
+                return record
+            current, cas = _lease(found, item)
+            if current is None:
+                continue  # expired between our add and gets: add again
+            if current.live(now) and not current.held_by(lock.token, now):
+                return LOCKED
+            if await self._cas(item, lease.encode(), cas, exptime(lock.lease)):
+                return record
+        return LOCKED  # the lock kept changing hands: the session layer waits and retries
+
+    async def write(
+        self,
+        key: str,
+        payload: bytes,
+        expires_at: float,
+        *,
+        expect: int | None = None,
+        token: str | None = None,
+    ) -> int:
+        """PHP's write, fenced: ``gets`` + ``cas``, then the lock is released."""
+        data, item = self.keys.data(key), self.keys.lock(key)
+        wanted = (data, item) if token is not None else (data,)
+        for _ in range(_ATTEMPTS):
+            found = await self._gets(*wanted)
+            now = self.clock()
+            record, cas = _record(found, data)
+            lease, _ = _lease(found, item)
+            if token is not None and (
+                record is None or lease is None or not lease.held_by(token, now)
+            ):
+                raise LockLost(
+                    "the session lock's lease expired before the write; nothing was written"
+                )
+            check_version(None if record is None else record.version, expect)
+            version = (record.version if record else 0) + 1
+            value = pack(payload, expires_at, version)
+            ttl = exptime(expires_at - now)
+            if await (self._cas(data, value, cas, ttl) if record else self._add(data, value, ttl)):
+                if token is not None and lease is not None:
+                    await self._release_known(item, lease)
+                return version
+        raise VersionMismatch("the session kept changing under concurrent writes")
+
+    async def update_timestamp(
+        self, key: str, expires_at: float, *, token: str | None = None
+    ) -> None:
+        """PHP's updateTimestamp: rewrite the header with the later deadline (gets + cas).
+
+        ``touch`` alone would move memcached's TTL but not the deadline stored in the value,
+        so the record is rewritten with the same version and payload; a cas that loses to a
+        concurrent writer is retried, then given up (that writer set a deadline of its own).
+        """
+        data, item = self.keys.data(key), self.keys.lock(key)
+        found = await self._gets(*((data, item) if token is not None else (data,)))
+        lease, _ = _lease(found, item)
+        for attempt in range(_ATTEMPTS):
+            if attempt:
+                found = await self._gets(data)
+            record, cas = _record(found, data)
+            if record is None:
+                break  # touching never resurrects a destroyed session
+            deadline = max(record.expires_at, expires_at)
+            value = pack(record.payload, deadline, record.version)
+            if await self._cas(data, value, cas, exptime(deadline - self.clock())):
+                break
+        if token is not None and lease is not None and lease.held_by(token, self.clock()):
+            await self._release_known(item, lease)
+
+    async def release(self, key: str, token: str) -> None:
+        item = self.keys.lock(key)
+        lease, _ = _lease(await self._gets(item), item)
+        if lease is not None and lease.held_by(token, self.clock()):
+            await self._release_known(item, lease)
+
+    async def destroy(self, key: str) -> None:
+        await self._delete(self.keys.data(key), self.keys.lock(key))
+
+    async def gc(self) -> int:
+        return 0  # memcached drops expired items itself
+
+    async def validate_id(self, key: str) -> bool:
+        data = self.keys.data(key)
+        record, _ = _record(await self._gets(data), data)
+        return record is not None and record.expires_at > self.clock()
+
+    async def count(self) -> int:
+        return sum([1 async for _ in self.scan()])
+
+    async def scan(self) -> AsyncIterator[Meta]:
+        """The live records among the names a metadump lists, read back in batches."""
+        keys = [k for k in map(self.keys.storage_key, await self.names()) if k is not None]
+        for start in range(0, len(keys), _BATCH):
+            batch = keys[start : start + _BATCH]
+            found = await self._gets(*map(self.keys.data, batch), *map(self.keys.lock, batch))
+            now = self.clock()
+            for k in batch:
+                record, _ = _record(found, self.keys.data(k))
+                if record is None or record.expires_at <= now:
+                    continue
+                lease, _ = _lease(found, self.keys.lock(k))
+                locked = lease is not None and lease.live(now)
+                yield Meta(k, record.expires_at, len(record.payload), locked)
+
+    async def names(self) -> list[str]:
+        """Item names under this store's prefix, from ``lru_crawler metadump all``.
+
+        A crawl is no snapshot: an item the LRU maintainer moves while the crawler passes
+        can be missed, so each server is crawled twice and the names united.
+        """
+        out: set[str] = set()
+        for i in range(len(self.settings.servers)):
+            for _ in range(_CRAWLS):
+                out.update(metadump_names(await self._metadump(i), self.keys.ns))
+        return sorted(out)
+
+    # --- steps ------------------------------------------------------------------------------
+
+    async def _release_known(self, item: str, lease: Lease) -> None:
+        """Drop a lock a ``gets`` just showed as ours (memcached has no compare-and-delete).
+
+        With a second or more of lease left, a plain delete: it could only remove another
+        token's lock if ours expired and was taken over while the delete was in flight.
+        Closer to the end, the lock is cas-replaced by a stale value instead, which never
+        touches a lock taken over meanwhile; readers treat a stale value as free.
+        """
+        if lease.until - self.clock() >= _SAFE_DELETE_LEFT:
+            await self._delete(item)
+            return
+        current, cas = _lease(await self._gets(item), item)
+        if current is not None and current.token == lease.token:
+            await self._cas(item, STALE, cas, 1)
+
+    async def _metadump(self, i: int) -> list[bytes]:
+        """Server ``i``'s metadump lines, waiting while another client's crawl runs."""
+        deadline = time.monotonic() + _CRAWLER_BUSY_WAIT
+        while True:
+            lines = await self._call(i, AsyncClient.metadump)
+            if not lines or lines[-1].startswith(b"key="):
+                return lines
+            if not lines[-1].startswith(b"BUSY"):
+                refused = ServerError(
+                    "memcached refused 'lru_crawler metadump' (needs memcached 1.4.31+ with "
+                    "the LRU crawler enabled); count() and scan() are unavailable on it"
+                )
+                raise _url.unavailable(self.settings.where, refused, "metadump")
+            if time.monotonic() > deadline:
+                busy = ServerError("memcached's LRU crawler stayed busy; try again")
+                raise _url.unavailable(self.settings.where, busy, "metadump")
+            await asyncio.sleep(0.05)
+
+    async def _gets(self, *items: str) -> Found:
+        found: Found = {}
+        for i, group in self.router.group(items).items():
+            found.update(await self._call(i, AsyncClient.gets_many, group))
+        return found
+
+    async def _add(self, item: str, value: bytes, ttl: int) -> bool:
+        return await self._call(self.router.index(item), AsyncClient.add, item, value, ttl)
+
+    async def _cas(self, item: str, value: bytes, cas: int, ttl: int) -> bool:
+        return await self._call(self.router.index(item), AsyncClient.cas, item, value, cas, ttl)
+
+    async def _delete(self, *items: str) -> None:
+        for i, group in self.router.group(items).items():
+            await self._call(i, AsyncClient.delete_many, group)
+
+    # --- the driver -------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        i: int,
+        command: Callable[Concatenate[AsyncClient, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """``command`` on server ``i``; on failure, drop that server's connections."""
+        for attempt in (0, 1):
+            try:
+                return await command(self._client(i), *args, **kwargs)
+            except AsyncClient.ERRORS as e:
+                await self._drop(i)
+                if attempt or command not in _REPEATABLE:
+                    doing = command.__name__.removesuffix("_many")
+                    raise _url.unavailable(self.settings.where, e, doing) from None
+        raise AssertionError("unreachable")
+
+    def _client(self, i: int) -> AsyncClient:
+        client = self._clients[i]
+        if client is None:
+            client = self._clients[i] = AsyncClient(self.settings.servers[i], self.settings)
+        return client
+
+    async def _drop(self, i: int) -> None:
+        """Forget every pooled connection of server ``i``: the next call reconnects."""
+        client, self._clients[i] = self._clients[i], None
+        if client is not None:
+            await client.close()
+
+
+def _record(found: Found, item: str) -> tuple[Stored | None, int]:
+    if item not in found:
+        return None, 0
+    value, cas = found[item]
+    return unpack(value), cas
+
+
+def _lease(found: Found, item: str) -> tuple[Lease | None, int]:
+    if item not in found:
+        return None, 0
+    value, cas = found[item]
+    return Lease.decode(value), cas
