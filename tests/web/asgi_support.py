@@ -10,7 +10,7 @@ from typing import Any
 from coatcheck import AsyncSessionManager, Config, ids
 from coatcheck.locks import new_token
 from coatcheck.stores.base import LOCKED, LockRequest, Stored
-from coatcheck.stores.threaded import ThreadedAsyncStore
+from tests.support.threaded import ThreadedAsyncStore
 from tests.web.djangoapp.counting import CountingStore
 
 UA = "pytest-asgi"

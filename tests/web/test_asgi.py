@@ -18,7 +18,6 @@ from starlette.routing import Route  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 from coatcheck import Config, ids, open_async_store  # noqa: E402
-from coatcheck.stores.threaded import ThreadedAsyncStore  # noqa: E402
 from coatcheck.web.asgi import (  # noqa: E402
     CoatcheckMiddleware,
     SessionNotLoaded,
@@ -27,6 +26,7 @@ from coatcheck.web.asgi import (  # noqa: E402
 )
 from coatcheck.web.common import WebOptions  # noqa: E402
 from tests.services import REDIS_URL, require  # noqa: E402
+from tests.support.threaded import ThreadedAsyncStore  # noqa: E402
 from tests.web.asgi_support import (  # noqa: E402
     UA,
     calls,

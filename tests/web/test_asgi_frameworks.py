@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from coatcheck import ids
-from coatcheck.stores.threaded import ThreadedAsyncStore
 from coatcheck.web.asgi import CoatcheckMiddleware, load_session
+from tests.support.threaded import ThreadedAsyncStore
 from tests.web.asgi_support import (
     UA,
     calls,

@@ -16,9 +16,9 @@ from fastapi import Depends, FastAPI  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from coatcheck import AsyncSession, ids  # noqa: E402
-from coatcheck.stores.threaded import ThreadedAsyncStore  # noqa: E402
 from coatcheck.web.asgi import CoatcheckMiddleware  # noqa: E402
 from coatcheck.web.fastapi import NoSession, SessionDep, coatcheck_session  # noqa: E402
+from tests.support.threaded import ThreadedAsyncStore  # noqa: E402
 from tests.web.asgi_support import (  # noqa: E402
     UA,
     calls,
