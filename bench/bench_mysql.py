@@ -1,4 +1,4 @@
-"""Session cycle on MySQL/MariaDB: coatcheck against raw PyMySQL/aiomysql, same statements.
+"""Session cycle on MySQL/MariaDB: coatcheck against raw PyMySQL/asyncmy, same statements.
 
 One cycle = load an existing session with the exclusive lock, increment a counter, save.
 coatcheck sends two round trips per cycle: the read+lock batch (UPDATE; SELECT) and the
@@ -21,14 +21,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import aiomysql
+import asyncmy
 import pymysql
+from pymysql.constants import CLIENT
 
 from coatcheck import AsyncSessionManager, SessionManager, open_async_store, open_store
 from coatcheck.ids import storage_key
-from coatcheck.stores.mysql import drop_namespace
-from coatcheck.stores.mysql_config import parse
-from coatcheck.stores.mysql_ops import Sql
+from coatcheck.stores.mysql._config import parse
+from coatcheck.stores.mysql._statements import Sql
+from tests.support.mysql import drop_namespace
 
 from .common import (
     CONFIG,
@@ -58,9 +59,9 @@ def table_url() -> str:
     return namespaced(URL, "table")
 
 
-def literal(conn: Any, value: object) -> str:
-    # aiomysql 0.3.2 cannot escape bytes with PyMySQL 1.2.3+: hex them, as the store does
-    return f"_binary X'{value.hex()}'" if isinstance(value, bytes) else str(conn.escape(value))
+def connect_args(url: str) -> dict[str, Any]:
+    """The store's own connection settings, with the one-round-trip batch enabled."""
+    return {**parse(url).connect_args(), "client_flag": CLIENT.MULTI_STATEMENTS}
 
 
 class Raw:
@@ -94,13 +95,11 @@ class Raw:
 
     async def acycle(self, conn: Any) -> None:
         async with conn.cursor() as cur:
-            args = {k: literal(conn, v) for k, v in self.lock_args().items()}
-            await cur.execute(self.q.lock_and_select % args)
+            await cur.execute(self.q.lock_and_select, self.lock_args())
             await cur.nextset()
             row = await cur.fetchone()
             assert row is not None and row[3]
-            args = {k: literal(conn, v) for k, v in self.write_args(row).items()}
-            assert await cur.execute(self.update % args) == 1
+            assert await cur.execute(self.update, self.write_args(row)) == 1
 
 
 def run_sync(size: int) -> Row:
@@ -109,7 +108,7 @@ def run_sync(size: int) -> Row:
         sid, nbytes = seed(url, size)
         store = open_store(url)
         raw = Raw(url, storage_key(seed(url, size)[0]))  # sessions of their own
-        conn = pymysql.connect(**parse(url).pymysql_args())
+        conn = pymysql.connect(**connect_args(url))
         try:
             variants = {
                 "session": session_cycle(SessionManager(store, CONFIG), sid),
@@ -131,9 +130,7 @@ async def run_async(size: int) -> Row:
         sid, nbytes = seed(url, size)
         store = open_async_store(url)
         raw = Raw(url, storage_key(seed(url, size)[0]))
-        args = parse(url).aiomysql_args()
-        args.pop("minsize"), args.pop("maxsize")
-        conn = await aiomysql.connect(**args)
+        conn = await asyncmy.connect(**connect_args(url))
         try:
             variants = {
                 "session": async_session_cycle(AsyncSessionManager(store, CONFIG), sid),
@@ -155,7 +152,7 @@ def read_designs() -> list[tuple[str, float]]:
     try:
         sid, _ = seed(url, 4096)
         q, key = Sql(parse(url).table), storage_key(sid)
-        conn = pymysql.connect(**parse(url).pymysql_args())
+        conn = pymysql.connect(**connect_args(url))
         update, select = q.lock_and_select.split(";", 1)
         t = f"`{q.table}`"
 
@@ -203,7 +200,7 @@ def read_designs() -> list[tuple[str, float]]:
 LABELS = {
     "session": "coatcheck session",
     "store": "coatcheck store only",
-    "raw": "raw PyMySQL / aiomysql, same statements",
+    "raw": "raw PyMySQL / asyncmy, same statements",
 }
 
 
