@@ -2,9 +2,9 @@
 
 PHP's handler implements open/close/read/write/destroy/gc against a ``sessions`` table. In
 coatcheck a store that keeps rows in its own database can subclass ``RowStore`` and supply
-only the row access inside a transaction; the contract's rules (leases, fencing, versions,
-expiry) come with it. This one uses the standard library's sqlite3 so it runs anywhere;
-swap the connection and the SQL dialect for your database.
+only the row access inside a transaction, GC and a listing; the contract's rules (leases,
+fencing, versions, expiry) come with it. This one uses the standard library's sqlite3 so it
+runs anywhere; swap the connection and the SQL dialect for your database.
 
 Run it: python examples/database_handler.py
 """
@@ -18,9 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from coatcheck import Config, SessionManager
-from coatcheck.locks import Row
 from coatcheck.stores.base import Meta
-from coatcheck.stores.rows import Part, Rows, RowStore
+from coatcheck.stores.rows import AsyncRowStore, Part, Row, RowAccess, Rows, RowStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -59,14 +58,16 @@ class _Rows(Rows):
         self.db.execute("DELETE FROM sessions WHERE id=?", (key,))
 
 
-class DatabaseSessionHandler(RowStore):
+class SessionTable(RowAccess):
+    """The handler's row access, written once: plain blocking code on one connection."""
+
     def __init__(self, path: str) -> None:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.executescript(SCHEMA)
         self.mutex = threading.Lock()  # one connection shared by this process's threads
 
     @contextmanager
-    def transaction(self) -> Iterator[Rows]:
+    def transaction(self, *, create: bool = False) -> Iterator[Rows]:
         with self.mutex:
             self.db.execute("BEGIN IMMEDIATE")  # the database serializes other processes
             try:
@@ -76,23 +77,29 @@ class DatabaseSessionHandler(RowStore):
                 raise
             self.db.execute("COMMIT")
 
-    def expired(self, now: float) -> list[str]:  # PHP gc() finds its victims here
+    def delete_expired(self, now: float) -> int:  # PHP gc()
         with self.mutex:
-            rows = self.db.execute("SELECT id FROM sessions WHERE expires_at <= ?", (now,))
-            return [key for (key,) in rows.fetchall()]
+            return self.db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,)).rowcount
 
-    def metas(self, now: float) -> Iterator[Meta]:
+    def metas(self, now: float) -> list[Meta]:
         with self.mutex:
             rows = self.db.execute(
                 "SELECT id, expires_at, length(payload), lock_token IS NOT NULL AND lock_until > ?"
                 " FROM sessions WHERE expires_at > ?",
                 (now, now),
             ).fetchall()
-        for key, expires_at, size, locked in rows:
-            yield Meta(key, expires_at, size, bool(locked))
+        return [Meta(key, expires_at, size, bool(locked)) for key, expires_at, size, locked in rows]
 
-    def close(self) -> None:
+    def teardown(self) -> None:  # PHP close(): RowStore.close() calls it
         self.db.close()
+
+
+class DatabaseSessionHandler(SessionTable, RowStore):
+    """The sync store."""
+
+
+class AsyncDatabaseSessionHandler(SessionTable, AsyncRowStore):
+    """The asyncio store: the same code, each call run in a worker thread."""
 
 
 def main() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
@@ -11,6 +13,7 @@ from types import ModuleType
 import pytest
 
 from coatcheck import Config, LockLost, LockTimeout, SessionManager
+from coatcheck.testing import conformance_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,3 +58,23 @@ def test_example_main_runs(
     load_example().main()
     out = capsys.readouterr().out
     assert "Stored session for user 42" in out and "'role': 'admin'" in out
+
+
+# The whole store conformance suite against the example, sync and async: the one line the docs
+# promise a store author (each store gets a database file of its own).
+_example = load_example()
+_dbs = tempfile.TemporaryDirectory()
+_n = itertools.count()
+
+
+def _path() -> str:
+    return f"{_dbs.name}/{next(_n)}.db"
+
+
+globals().update(
+    conformance_suite(
+        open_sync=lambda: _example.DatabaseSessionHandler(_path()),
+        open_async=lambda: _example.AsyncDatabaseSessionHandler(_path()),
+        name="database_handler",
+    )
+)

@@ -1,8 +1,9 @@
 """The package's layers, enforced: a lower layer never imports a higher one, and no cycles.
 
 core (errors, config, ids, codec, record, contract, cookies, locks) <- stores | engine <-
-session (and the package's public names) <- web, testing <- cli, demo. Stores import only the core; the engine and the core
-import nothing from stores/. Every import counts, also one inside a function.
+session (and the package's public names) <- web, testing <- cli, demo. Stores import only
+the core; the engine and the core import nothing from stores/. Every import counts, also one
+inside a function.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def test_no_import_cycles() -> None:
 
     def visit(node: str, path: list[str]) -> None:
         if node in path:
-            cycle = path[path.index(node) :] + [node]
+            cycle = [*path[path.index(node) :], node]
             raise AssertionError(f"import cycle: {' -> '.join(cycle)}")
         if node in done:
             return

@@ -32,20 +32,6 @@ BUILTIN = (
     "coatcheck.stores.memcached",
 )
 
-_LEGACY = {  # TRANSITION
-    "memory": "coatcheck.stores.embedded",
-    "file": "coatcheck.stores.embedded",
-    "sqlite": "coatcheck.stores.embedded",
-    "redis": "coatcheck.stores.redis",
-    "rediss": "coatcheck.stores.redis",
-    "redis+sentinel": "coatcheck.stores.redis",
-    "redis+cluster": "coatcheck.stores.redis",
-    "postgresql": "coatcheck.stores.postgresql",
-    "postgres": "coatcheck.stores.postgresql",
-    "mysql": "coatcheck.stores.mysql",
-    "mariadb": "coatcheck.stores.mysql",
-    "memcached": "coatcheck.stores.memcached",
-}
 _schemes: dict[str, ModuleType] = {}
 _loaded = False
 _guard = threading.Lock()
@@ -85,13 +71,7 @@ def _load() -> None:
     if _loaded:
         return
     for name in BUILTIN:
-        try:  # TRANSITION: until every built-in store declares SCHEMES
-            register(name)
-        except (ConfigError, ImportError):
-            pass
-    for scheme, name in _LEGACY.items():  # TRANSITION
-        if scheme not in _schemes:
-            _schemes[scheme] = importlib.import_module(name)
+        register(name)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.value not in BUILTIN:
             register(ep.value)
@@ -146,9 +126,3 @@ __all__ = [
     "register",
     "schemes",
 ]
-
-
-def url_options(query: str) -> dict[str, str]:  # TRANSITION: removed once every store uses _url
-    from ._url import Options
-
-    return Options("store", query).rest()

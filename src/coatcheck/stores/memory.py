@@ -5,15 +5,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 from ..locks import Row
+from ._rows import Part, RowAccess, Rows
+from ._rows_async import AsyncRowStore
+from ._rows_sync import RowStore
+from ._url import Options
 from .base import Meta
-from .rows import Part, Rows, RowStore
+
+SCHEMES: tuple[str, ...] = ("memory",)
+EXTRA = ""
 
 
 class _DictRows(Rows):
-    def __init__(self, data: dict[str, Row]) -> None:
-        self.data = data
+    def __init__(self) -> None:
+        self.data: dict[str, Row] = {}
 
     def get(self, key: str) -> Row | None:
         return self.data.get(key)
@@ -25,28 +32,51 @@ class _DictRows(Rows):
         self.data.pop(key, None)
 
 
-class MemoryStore(RowStore):
+class _Memory(RowAccess):
     """A dict behind a thread lock. Every thread of the process sees the same sessions."""
 
-    scheme = "memory"
     shared = False
+    blocks = False  # a dict and a short-held lock: async runs calls inline
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._rows = _DictRows({})
+        self._rows = _DictRows()
 
     @contextmanager
-    def transaction(self) -> Iterator[Rows]:
+    def transaction(self, *, create: bool = False) -> Iterator[Rows]:
         with self._lock:
             yield self._rows
 
-    def expired(self, now: float) -> list[str]:
+    def delete_expired(self, now: float) -> int:
         with self._lock:
-            return [k for k, r in self._rows.data.items() if r.expires_at <= now]
+            data = self._rows.data
+            dead = [key for key, row in data.items() if row.expires_at <= now]
+            for key in dead:
+                del data[key]
+        return len(dead)
 
-    def metas(self, now: float) -> Iterator[Meta]:
+    def metas(self, now: float) -> list[Meta]:
         with self._lock:
-            items = list(self._rows.data.items())
-        for key, row in items:
-            if row.expires_at > now:
-                yield Meta(key, row.expires_at, len(row.payload), row.locked(now))
+            return [
+                Meta(key, row.expires_at, len(row.payload), row.locked(now))
+                for key, row in self._rows.data.items()
+                if row.expires_at > now
+            ]
+
+
+class MemoryStore(_Memory, RowStore):
+    """Sessions in a dict of this process."""
+
+
+class AsyncMemoryStore(_Memory, AsyncRowStore):
+    """Sessions in a dict of this process, for asyncio (calls run inline: they never wait)."""
+
+
+def open_sync(url: str) -> MemoryStore:
+    Options("memory", urlsplit(url).query).done()
+    return MemoryStore()
+
+
+def open_async(url: str) -> AsyncMemoryStore:
+    Options("memory", urlsplit(url).query).done()
+    return AsyncMemoryStore()

@@ -1,9 +1,16 @@
 """``sqlite:///sessions.db``: the embedded default. One file, many processes, one machine.
 
+URLs follow SQLAlchemy's convention: after ``sqlite://`` comes one slash, then the path, so
+``sqlite:///sessions.db`` is ``sessions.db`` in the working directory and
+``sqlite:////var/lib/app/sessions.db`` (four slashes) is absolute. Options: ``table``
+(default ``coatcheck_sessions``) and ``timeout`` (seconds to wait for another writer,
+default 5).
+
 WAL mode lets readers run beside the writer; each operation is one short ``BEGIN
 IMMEDIATE`` transaction, so locks are leases in the row and a killed holder's lease runs
-out. The absolute deadline column is indexed for GC. Each thread (and each forked
-process) gets its own connection.
+out. The absolute deadline column is indexed for GC. Each thread (and each forked process)
+gets its own connection. Neither the file nor the table is created before the first write
+(or :meth:`SQLiteStore.create_schema`): reading a database that is not there finds nothing.
 """
 
 from __future__ import annotations
@@ -13,16 +20,26 @@ import re
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError, StoreUnavailable
 from ..locks import Row
+from ._blocking import arun_blocking
+from ._rows import NO_ROWS, Part, RowAccess, Rows
+from ._rows_async import AsyncRowStore
+from ._rows_sync import RowStore
+from ._url import Options
 from .base import Meta
-from .rows import Part, Rows, RowStore
+
+SCHEMES: tuple[str, ...] = ("sqlite",)
+EXTRA = ""
 
 _COLUMNS = "payload, expires_at, version, lock_token, lock_until"
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_BATCH = 1000  # GC deletes at most this many rows per statement
 
 
 class _SqlRows(Rows):
@@ -31,10 +48,7 @@ class _SqlRows(Rows):
         self.t = table
 
     def get(self, key: str) -> Row | None:
-        cur = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM {self.t} WHERE key=?",
-            (key,),
-        )
+        cur = self.conn.execute(f"SELECT {_COLUMNS} FROM {self.t} WHERE key=?", (key,))
         found = cur.fetchone()
         return None if found is None else Row(bytes(found[0]), *found[1:])
 
@@ -56,10 +70,18 @@ class _SqlRows(Rows):
         self.conn.execute(f"DELETE FROM {self.t} WHERE key=?", (key,))
 
 
-class SQLiteStore(RowStore):
-    """Sessions in an SQLite database file."""
+class _Opened:
+    """A thread's connection. When the thread ends, this is dropped and the connection closes."""
 
-    scheme = "sqlite"
+    __slots__ = ("__weakref__", "conn", "pid")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.pid = os.getpid()
+
+
+class _SQLite(RowAccess):
+    """Sessions in an SQLite database file."""
 
     def __init__(
         self, path: str, *, table: str = "coatcheck_sessions", timeout: float = 5.0
@@ -73,43 +95,98 @@ class SQLiteStore(RowStore):
         self.timeout = timeout
         self.shared = path != ":memory:"
         self._local = threading.local()
+        self._opened: weakref.WeakSet[_Opened] = weakref.WeakSet()  # every thread's, for close()
+        self._guard = threading.Lock()
         self._schema_ready = False
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or self._local.pid != os.getpid():
+    def setup(self) -> None:
+        with self._errors():
+            self._connection(create=False)  # an existing database only: opening creates nothing
+
+    def teardown(self) -> None:
+        with self._guard:
+            opened = list(self._opened)
+            self._opened.clear()
+            self._local = threading.local()  # every thread opens a new connection next time
+        for each in opened:
+            if each.pid == os.getpid():  # a parent's connections are the parent's to close
+                each.conn.close()
+
+    def _connection(self, create: bool) -> sqlite3.Connection | None:
+        """This thread's connection; None if the file does not exist and not ``create``."""
+        local = self._local
+        opened: _Opened | None = getattr(local, "opened", None)
+        if opened is not None and opened.pid == os.getpid():
+            return opened.conn
+        if not create and self.path != ":memory:" and not os.path.exists(self.path):
+            return None
+        local.opened = opened = _Opened(self._connect())
+        with self._guard:
+            self._opened.add(opened)
+        return opened.conn
+
+    def _connect(self) -> sqlite3.Connection:
+        # connect()'s timeout is SQLite's busy timeout, set before any statement runs. Turning
+        # WAL on does not wait for it: while another connection writes in rollback-journal
+        # mode SQLite answers "database is locked" at once, so that pragma is retried.
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"sqlite store: cannot open the database ({e})") from e
+        try:
+            self._until_not_busy(conn, "PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as e:
+            conn.close()
+            raise StoreUnavailable(f"sqlite store: cannot open the database ({e})") from e
+        return conn
+
+    def _until_not_busy(self, conn: sqlite3.Connection, sql: str) -> None:
+        deadline = time.monotonic() + self.timeout
+        delay = 0.005
+        while True:
             try:
-                conn = sqlite3.connect(
-                    self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-                )
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-            except sqlite3.Error as e:
-                raise StoreUnavailable(f"sqlite store: cannot open the database ({e})") from e
-            self._local.conn, self._local.pid = conn, os.getpid()
-            if not self._schema_ready:
-                self._create_schema(conn)
+                conn.execute(sql)
+                return
+            except sqlite3.OperationalError as e:
+                left = deadline - time.monotonic()
+                if e.sqlite_errorcode != sqlite3.SQLITE_BUSY or left <= 0:
+                    raise
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 0.1)
+
+    def _ready(self, create: bool) -> sqlite3.Connection | None:
+        """A connection to a database with the table; None if there is none and not ``create``."""
+        conn = self._connection(create)
+        if conn is None or self._schema_ready:
+            return conn
+        if create:
+            self._create_schema(conn)
+        elif conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (self.table,)
+        ).fetchone():
+            self._schema_ready = True
+        else:
+            return None
         return conn
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         t = self.table
-        with self._errors():
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY NOT NULL,"
-                " payload BLOB NOT NULL, expires_at REAL NOT NULL, version INTEGER NOT NULL,"
-                " lock_token TEXT, lock_until REAL NOT NULL DEFAULT 0) WITHOUT ROWID"
-            )
-            conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_expires ON {t} (expires_at)")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY NOT NULL,"
+            " payload BLOB NOT NULL, expires_at REAL NOT NULL, version INTEGER NOT NULL,"
+            " lock_token TEXT, lock_until REAL NOT NULL DEFAULT 0) WITHOUT ROWID"
+        )
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_expires ON {t} (expires_at)")
         self._schema_ready = True
 
-    def open(self) -> None:
-        self._conn()
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+    def _create_now(self) -> None:
+        with self._errors():
+            conn = self._connection(create=True)
+            assert conn is not None
+            self._create_schema(conn)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -119,9 +196,12 @@ class SQLiteStore(RowStore):
             raise StoreUnavailable(f"sqlite store: {e}") from e
 
     @contextmanager
-    def transaction(self) -> Iterator[Rows]:
-        conn = self._conn()
+    def transaction(self, *, create: bool = False) -> Iterator[Rows]:
         with self._errors():
+            conn = self._ready(create)
+            if conn is None:
+                yield NO_ROWS
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield _SqlRows(conn, self.table)
@@ -130,43 +210,82 @@ class SQLiteStore(RowStore):
                 raise
             conn.execute("COMMIT")
 
-    def expired(self, now: float) -> list[str]:
-        with self._errors():
-            cur = self._conn().execute(
-                f"SELECT key FROM {self.table} WHERE expires_at <= ? LIMIT 10000",
-                (now,),
-            )
-            return [k for (k,) in cur.fetchall()]
-
-    def gc(self) -> int:
+    def delete_expired(self, now: float) -> int:
         """One indexed DELETE per batch instead of a row at a time."""
         removed = 0
+        t = self.table
         with self._errors():
-            while True:
-                cur = self._conn().execute(
-                    f"DELETE FROM {self.table} WHERE key IN (SELECT key FROM {self.table}"
-                    " WHERE expires_at <= ? LIMIT 1000)",
-                    (time.time(),),
+            conn = self._ready(create=False)
+            while conn is not None:
+                cur = conn.execute(
+                    f"DELETE FROM {t} WHERE key IN"
+                    f" (SELECT key FROM {t} WHERE expires_at <= ? LIMIT {_BATCH})",
+                    (now,),
                 )
                 removed += cur.rowcount
-                if cur.rowcount < 1000:
-                    return removed
+                if cur.rowcount < _BATCH:
+                    break
+        return removed
 
-    def count(self) -> int:
+    def count_live(self, now: float) -> int:
         with self._errors():
-            cur = self._conn().execute(
-                f"SELECT COUNT(*) FROM {self.table} WHERE expires_at > ?",
-                (time.time(),),
-            )
+            conn = self._ready(create=False)
+            if conn is None:
+                return 0
+            cur = conn.execute(f"SELECT COUNT(*) FROM {self.table} WHERE expires_at > ?", (now,))
             return int(cur.fetchone()[0])
 
-    def metas(self, now: float) -> Iterator[Meta]:
+    def metas(self, now: float) -> list[Meta]:
         with self._errors():
-            cur = self._conn().execute(
+            conn = self._ready(create=False)
+            if conn is None:
+                return []
+            rows = conn.execute(
                 "SELECT key, expires_at, length(payload), lock_token IS NOT NULL AND lock_until > ?"
                 f" FROM {self.table} WHERE expires_at > ?",
                 (now, now),
-            )
-            rows = cur.fetchall()
-        for key, expires_at, size, locked in rows:
-            yield Meta(key, expires_at, size, bool(locked))
+            ).fetchall()
+        return [Meta(key, expires_at, size, bool(locked)) for key, expires_at, size, locked in rows]
+
+
+class SQLiteStore(_SQLite, RowStore):
+    """Sessions in an SQLite database file."""
+
+    def create_schema(self) -> None:
+        """Create the database file and the table now rather than at the first write."""
+        self._create_now()
+
+
+class AsyncSQLiteStore(_SQLite, AsyncRowStore):
+    """:class:`SQLiteStore` for asyncio: each call runs in a worker thread."""
+
+    async def create_schema(self) -> None:
+        """Create the database file and the table now rather than at the first write."""
+        await arun_blocking(self, self._create_now)
+
+
+def _parse(url: str) -> tuple[str, str, float]:
+    parts = urlsplit(url)
+    if parts.netloc:
+        raise ConfigError(
+            "a sqlite store URL has no host: sqlite:///relative/path.db (from the working"
+            " directory) or sqlite:////absolute/path.db"
+        )
+    path = unquote(parts.path.removeprefix("/"))
+    if path == ":memory:":
+        raise ConfigError("sqlite store: use memory:// for sessions kept in memory")
+    options = Options("sqlite", parts.query)
+    table = options.identifier("table", "coatcheck_sessions")
+    timeout = options.number("timeout", "5")
+    options.done()
+    return path, table, timeout
+
+
+def open_sync(url: str) -> SQLiteStore:
+    path, table, timeout = _parse(url)
+    return SQLiteStore(path, table=table, timeout=timeout)
+
+
+def open_async(url: str) -> AsyncSQLiteStore:
+    path, table, timeout = _parse(url)
+    return AsyncSQLiteStore(path, table=table, timeout=timeout)
