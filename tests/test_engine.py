@@ -11,9 +11,11 @@ from coatcheck import (
     Config,
     ConfigError,
     SessionConflict,
+    SessionManager,
     SessionTooLarge,
     codec,
     ids,
+    open_store,
     record,
 )
 from coatcheck.cookies import CookieAction
@@ -289,3 +291,23 @@ def test_new_ids_come_from_the_stores_create_id_and_are_checked() -> None:
     weak = Engine(Config(), lambda n: "0" * 10)  # too short: strict mode would refuse it
     with pytest.raises(ConfigError, match="create_id"):
         weak.fresh(T0, UA)
+
+
+def test_no_gc_draw_for_a_store_that_expires_records_itself() -> None:
+    collecting = Engine(Config(gc_probability=5, gc_divisor=5), collects=False)
+    assert not any(collecting.gc_due() for _ in range(200))
+    # A manager asks its store: Redis and Memcached drop expired keys themselves.
+    memory = open_store("memory://")
+    assert not memory.expires_itself
+    assert SessionManager(memory, Config(gc_probability=5, gc_divisor=5)).engine.gc_due()
+    memory.expires_itself = True
+    assert not SessionManager(memory, Config(gc_probability=5, gc_divisor=5)).engine.gc_due()
+
+
+def test_the_cookie_expires_on_the_injected_clock() -> None:
+    manager = SessionManager(open_store("memory://"), Config(cookie_lifetime=60), clock=lambda: 0.0)
+    s = manager.start()
+    s["n"] = 1
+    s.write_close()
+    header = s.set_cookie_header() or ""
+    assert "Max-Age=60" in header and "Expires=Thu, 01 Jan 1970 00:01:00 GMT" in header

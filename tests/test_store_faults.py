@@ -26,6 +26,7 @@ class Flaky(Store):
         self.inner = inner
         self.lose_next_locked_read = False
         self.releases_fail = False
+        self.release_calls = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -38,6 +39,7 @@ class Flaky(Store):
         return result
 
     def release(self, key: str, token: str) -> None:
+        self.release_calls += 1
         if self.releases_fail:
             raise StoreUnavailable("store unreachable")
         self.inner.release(key, token)
@@ -115,3 +117,23 @@ def test_a_release_that_failed_during_an_outage_is_retried_when_the_store_answer
     again = manager.start(sid)  # the failed release is retried first: no 30 s lock-out
     assert again["n"] == 1
     again.abort()
+
+
+def test_while_the_store_stays_down_a_request_tries_one_remembered_release_not_all(
+    flaky: Flaky,
+) -> None:
+    manager = SessionManager(flaky, Config(gc_probability=0, lock_lease=30, lock_wait=0))
+    sids = [_session(manager) for _ in range(3)]
+    held = [manager.start(sid) for sid in sids]
+    flaky.releases_fail = True
+    for s in held:
+        s.abort()  # three releases fail and are remembered
+    flaky.release_calls = 0
+    with pytest.raises(LockTimeout):
+        manager.start(sids[0])  # still down: one release tried, the other two kept
+    assert flaky.release_calls == 1
+    flaky.releases_fail = False
+    for sid in sids:  # once the store answers, every remembered lock is given back
+        again = manager.start(sid)
+        assert again["n"] == 1
+        again.abort()

@@ -113,14 +113,17 @@ class Engine:
         create_id: Callable[[int], str] = ids.new_id,
         *,
         rng: random.Random | None = None,
+        collects: bool = True,
     ) -> None:
         """``create_id`` is PHP's create_sid: the store's, so a custom store can override it.
 
-        ``rng`` draws for probabilistic GC (default: the system's random source).
+        ``rng`` draws for probabilistic GC (default: the system's random source);
+        ``collects`` False (a store that expires records itself) means no draw ever wins.
         """
         self.config = config
         self._create_id = create_id
         self._rng = rng or random.SystemRandom()
+        self._collects = collects and config.gc_probability > 0
 
     # --- ids ----------------------------------------------------------------------------
 
@@ -355,7 +358,7 @@ class Engine:
 
     def gc_due(self) -> bool:
         c = self.config
-        return c.gc_probability > 0 and self._rng.randrange(c.gc_divisor) < c.gc_probability
+        return self._collects and self._rng.randrange(c.gc_divisor) < c.gc_probability
 
 
 class _Missing:

@@ -36,6 +36,16 @@ class Row:
         return self.token is not None and self.lock_until > now
 
 
+def lease_lost() -> LockLost:
+    """The fencing refusal every store raises: a write whose lease ran out changes nothing."""
+    return LockLost("the session lock's lease expired before the write; nothing was written")
+
+
+def changed() -> VersionMismatch:
+    """The optimistic refusal every store raises: the record is not the version read."""
+    return VersionMismatch("the session changed since it was read")
+
+
 def try_lock(row: Row | None, lock: LockRequest, now: float) -> bool:
     """Take the lease on ``row`` unless another token holds a live one."""
     if row is None:
@@ -50,7 +60,7 @@ def try_lock(row: Row | None, lock: LockRequest, now: float) -> bool:
 def check_write(row: Row | None, expect: int | None, token: str | None, now: float) -> None:
     """The fencing and version checks before a write; raises and changes nothing on failure."""
     if token is not None and (row is None or row.token != token or row.lock_until <= now):
-        raise LockLost("the session lock's lease expired before the write; nothing was written")
+        raise lease_lost()
     check_version(None if row is None else row.version, expect)
 
 
@@ -69,7 +79,7 @@ def check_version(current: int | None, expect: int | None) -> None:
     else:
         ok = current == expect
     if not ok:
-        raise VersionMismatch("the session changed since it was read")
+        raise changed()
 
 
 def holds(row: Row | None, token: str) -> bool:

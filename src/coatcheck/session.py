@@ -125,17 +125,26 @@ class _Core:
             raise
         return result
 
-    def _release_or_remember(self, key: str, token: str) -> Flow[None]:
+    def _release_or_remember(self, key: str, token: str) -> Flow[bool]:
         """Release ``token``'s lock; if the store fails, remember it for a later request."""
         try:
             yield ops.Release(key, token)
         except Exception:
             log.warning("could not release a session lock; will retry when the store answers")
             self.pending.add(key, token, self.clock() + self.config.lock_lease)
+            return False
+        return True
 
     def _release_pending(self) -> Flow[None]:
-        for key, token in self.pending.take(self.clock()):
-            yield from self._release_or_remember(key, token)
+        """Retry the remembered releases; the first failure puts the rest back untried, so a
+        store that is still down costs a request one failed call, not one per lock."""
+        held = self.pending.take(self.clock())
+        for i, (key, token) in enumerate(held):
+            if not (yield from self._release_or_remember(key, token)):
+                until = self.clock() + self.config.lock_lease
+                for later in held[i + 1 :]:
+                    self.pending.add(*later, until)
+                return
 
     def _wait_for_lock(self, key: str, lock: LockRequest | None) -> Flow[ReadResult]:
         """Read again with backoff until the lock is free; LockTimeout after lock_wait."""
@@ -420,7 +429,9 @@ class _Base(MutableMapping[str, Any], Generic[S]):
     def set_cookie_header(self) -> str | None:
         """The Set-Cookie header value to send, once the session is closed."""
         action = self._core.cookie()
-        return None if action is None else set_cookie(self._manager.config, action)
+        if action is None:
+            return None
+        return set_cookie(self._manager.config, action, now=self._core.clock())
 
 
 class Session(_Base[Store]):
@@ -521,7 +532,9 @@ class _Manager(Generic[S]):
             store.clock = clock
         self.clock = store.clock
         self.rng = rng or random.SystemRandom()
-        self.engine = Engine(self.config, store.create_id, rng=self.rng)
+        self.engine = Engine(
+            self.config, store.create_id, rng=self.rng, collects=not store.expires_itself
+        )
         self.pending = PendingReleases()
 
     def _core(self, client: Client | None, read_only: bool, lock_mode: LockMode | None) -> _Core:

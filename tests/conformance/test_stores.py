@@ -15,8 +15,6 @@ from ..stores import CASES, StoreCase
 
 globals().update(conformance_suite())
 
-_SERVER_EXPIRES = ("redis", "memcached")
-
 
 @pytest.fixture(params=CASES, ids=lambda c: c.name)
 def store_under_test(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreUnderTest]:
@@ -31,7 +29,6 @@ def store_under_test(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         lambda: open_async_store(url),
         url=url,
         shared=case.shared,
-        expires_itself=case.name in _SERVER_EXPIRES,
         exact_count=case.name != "memcached",
     )
     if case.cleanup is not None:

@@ -1,4 +1,4 @@
-"""Store URLs, written once for every store: hosts, credentials, options, safe messages.
+"""What stores share, written once: URLs (hosts, credentials, options) and safe messages.
 
 A store URL is ``scheme://[user[:password]@]host[:port][,host[:port]...][/path][?options]``.
 :func:`parse` splits it; :class:`Options` reads the query options with one wording of every
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import select
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -146,6 +147,32 @@ class Options:
         if self._left:
             names = ", ".join(sorted(self._left))
             raise ConfigError(f"unknown {self.store} store option(s): {names}")
+
+
+class MissingTable(Exception):
+    """A SQL store's table is not there and its URL says ``create_schema=false``."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(
+            f"table {table} does not exist: create it with `coatcheck init` (or the store's"
+            " create_schema()), or drop create_schema=false from the URL"
+        )
+
+
+def pending_input(fd: int) -> bool:
+    """Whether an idle connection's socket is readable: the server hung up or sent an error.
+
+    A zero-timeout poll costs no round trip, so SQL stores screen every pooled connection
+    they take with it and check only a suspicious one with a real query.
+    """
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+            return bool(poller.poll(0))
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:

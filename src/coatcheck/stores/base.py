@@ -43,6 +43,9 @@ __all__ = [
 class _Common:
     shared: bool = True
     """False for a store only one process can see (memory://)."""
+    expires_itself: bool = False
+    """True when the server drops expired records on its own (Redis, Memcached TTLs): the
+    engine then never draws for GC, since :meth:`Store.gc` would have nothing to delete."""
     clock: Callable[[], float] = time.time
     """The app's clock, in Unix seconds: deadlines and leases are checked against it.
 

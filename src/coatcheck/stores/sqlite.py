@@ -26,12 +26,12 @@ from contextlib import contextmanager
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError, StoreUnavailable
-from ..locks import Row
+from ..locks import Row, backoff
 from ._blocking import arun_blocking
 from ._rows import NO_ROWS, Part, RowAccess, Rows
 from ._rows_async import AsyncRowStore
 from ._rows_sync import RowStore
-from ._url import Options
+from ._url import Options, unavailable
 from .base import Meta
 
 SCHEMES: tuple[str, ...] = ("sqlite",)
@@ -134,28 +134,29 @@ class _SQLite(RowAccess):
                 self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
             )
         except sqlite3.Error as e:
-            raise StoreUnavailable(f"sqlite store: cannot open the database ({e})") from e
+            raise self._unavailable(e, "open") from e
         try:
             self._until_not_busy(conn, "PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as e:
             conn.close()
-            raise StoreUnavailable(f"sqlite store: cannot open the database ({e})") from e
+            raise self._unavailable(e, "open") from e
         return conn
 
     def _until_not_busy(self, conn: sqlite3.Connection, sql: str) -> None:
-        deadline = time.monotonic() + self.timeout
-        delay = 0.005
-        while True:
+        """``sql``, retried while the database is busy, for up to ``timeout`` seconds."""
+        for delay in backoff(0.005, 0.1, self.timeout, time.monotonic):
             try:
                 conn.execute(sql)
                 return
             except sqlite3.OperationalError as e:
-                left = deadline - time.monotonic()
-                if e.sqlite_errorcode != sqlite3.SQLITE_BUSY or left <= 0:
+                if e.sqlite_errorcode != sqlite3.SQLITE_BUSY:
                     raise
-            time.sleep(min(delay, left))
-            delay = min(delay * 2, 0.1)
+            time.sleep(delay)
+        conn.execute(sql)  # the last try: its error is the one to report
+
+    def _unavailable(self, e: BaseException, doing: str) -> StoreUnavailable:
+        return unavailable(f"sqlite store at {self.path}", e, doing)
 
     def _ready(self, create: bool) -> sqlite3.Connection | None:
         """A connection to a database with the table; None if there is none and not ``create``."""
@@ -193,7 +194,7 @@ class _SQLite(RowAccess):
         try:
             yield
         except sqlite3.OperationalError as e:
-            raise StoreUnavailable(f"sqlite store: {e}") from e
+            raise self._unavailable(e, "query") from e
 
     @contextmanager
     def transaction(self, *, create: bool = False) -> Iterator[Rows]:

@@ -28,8 +28,9 @@ class StoreUnderTest:
     ``url``: the store's URL, opened with ``open_store`` in child processes by the
     multi-process tests (None: those tests run their in-process variants).
     ``shared``: other processes see the same sessions (False for memory://).
-    ``expires_itself``: the server drops expired records on its own (Redis, Memcached): GC
-    removes nothing, and the suite waits in real time instead of moving a fake clock.
+    ``expires_itself``: the server drops expired records on its own, in real time, so GC
+    removes nothing and the suite sleeps instead of moving a fake clock. A store that says
+    so itself (``Store.expires_itself``, as Redis and Memcached do) needs no flag here.
     ``exact_count``: ``count()`` is exact (Memcached lists keys with a crawler that is not).
     """
 
@@ -62,7 +63,8 @@ class Driver:
         self.target = target
         self.asynchronous = asynchronous
         self.store: Store | AsyncStore = target.open_async() if asynchronous else target.open_sync()
-        self.clock = FakeClock() if not target.expires_itself else None
+        self.expires_itself = target.expires_itself or self.store.expires_itself
+        self.clock = None if self.expires_itself else FakeClock()
         if self.clock is not None:
             self.store.clock = self.clock
 

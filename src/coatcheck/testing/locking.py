@@ -7,7 +7,6 @@ import multiprocessing
 import os
 import signal
 import threading
-import time
 
 import pytest
 
@@ -92,7 +91,7 @@ async def test_a_token_cannot_release_another_holders_lock(drv: Driver) -> None:
     await aw(drv.store.release(key, new_token()))  # a stranger's token: no effect
     assert await aw(drv.store.read(key, LockRequest(new_token(), 30))) is LOCKED
     with pytest.raises(LockLost):
-        await aw(drv.store.write(key, got.payload, time.time() + 60, token=new_token()))
+        await aw(drv.store.write(key, got.payload, drv.store.clock() + 60, token=new_token()))
     await aw(drv.store.release(key, mine.token))
     assert isinstance(await aw(drv.store.read(key, LockRequest(new_token(), 30))), Stored)
 
@@ -110,7 +109,7 @@ async def test_touch_never_resurrects_a_destroyed_session(drv: Driver) -> None:
     sid = await new_session(drv, {"n": 0})
     key = storage_key(sid)
     await aw(drv.store.destroy(key))
-    await aw(drv.store.update_timestamp(key, time.time() + 600))
+    await aw(drv.store.update_timestamp(key, drv.store.clock() + 600))
     assert await stored(drv, sid) is None
 
 

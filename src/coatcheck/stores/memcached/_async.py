@@ -21,8 +21,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
-from ...errors import LockLost, VersionMismatch
-from ...locks import check_version
+from ...errors import VersionMismatch
+from ...locks import check_version, lease_lost
 from .. import _url
 from ..base import LOCKED, AsyncStore, LockRequest, Meta, ReadResult, Stored
 from ._client import AsyncClient, Found, Router, ServerError
@@ -46,6 +46,8 @@ _REPEATABLE = (AsyncClient.gets_many, AsyncClient.delete_many, AsyncClient.metad
 
 class AsyncMemcachedStore(AsyncStore):
     """Sessions in memcached (PHP: ``session.save_handler=memcached``)."""
+
+    expires_itself = True  # items carry their TTL
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -106,9 +108,7 @@ class AsyncMemcachedStore(AsyncStore):
             if token is not None and (
                 record is None or lease is None or not lease.held_by(token, now)
             ):
-                raise LockLost(
-                    "the session lock's lease expired before the write; nothing was written"
-                )
+                raise lease_lost()
             check_version(None if record is None else record.version, expect)
             version = (record.version if record else 0) + 1
             value = pack(payload, expires_at, version)

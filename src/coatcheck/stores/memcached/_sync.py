@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Concatenate, ParamSpec, TypeVar
 
-from ...errors import LockLost, VersionMismatch
-from ...locks import check_version
+from ...errors import VersionMismatch
+from ...locks import check_version, lease_lost
 from .. import _url
 from ..base import LOCKED, LockRequest, Meta, ReadResult, Store, Stored
 from ._client import Client, Found, Router, ServerError
@@ -44,6 +44,8 @@ _REPEATABLE = (Client.gets_many, Client.delete_many, Client.metadump)
 
 class MemcachedStore(Store):
     """Sessions in memcached (PHP: ``session.save_handler=memcached``)."""
+
+    expires_itself = True  # items carry their TTL
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -104,9 +106,7 @@ class MemcachedStore(Store):
             if token is not None and (
                 record is None or lease is None or not lease.held_by(token, now)
             ):
-                raise LockLost(
-                    "the session lock's lease expired before the write; nothing was written"
-                )
+                raise lease_lost()
             check_version(None if record is None else record.version, expect)
             version = (record.version if record else 0) + 1
             value = pack(payload, expires_at, version)

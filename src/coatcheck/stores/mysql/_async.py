@@ -21,9 +21,10 @@ from typing import Any
 
 from ... import ids
 from ...errors import LockLost, VersionMismatch
-from ...locks import Row, check_write
+from ...locks import Row, changed, check_write, lease_lost
+from .._url import MissingTable
 from ..base import LOCKED, MUST_CREATE, AsyncStore, LockRequest, Meta, ReadResult, Stored
-from ._config import MissingTable, Settings
+from ._config import Settings
 from ._driver_asyncmy import DRIVER_ERRORS, AsyncConnection, AsyncPool
 from ._statements import (
     ATTEMPTS,
@@ -157,11 +158,7 @@ class AsyncMySQLStore(AsyncStore):
         except (LockLost, VersionMismatch) as e:
             return e
         # The row changed between the refused write and this look: still refused.
-        if token is not None:
-            return LockLost(
-                "the session lock's lease expired before the write; nothing was written"
-            )
-        return VersionMismatch("the session changed since it was read")
+        return lease_lost() if token is not None else changed()
 
     async def update_timestamp(
         self, key: str, expires_at: float, *, token: str | None = None

@@ -83,16 +83,6 @@ class Settings:
         )
 
 
-class MissingTable(Exception):
-    """The sessions table is not there and the URL says ``create_schema=false``."""
-
-    def __init__(self, table: str) -> None:
-        super().__init__(
-            f"table `{table}` does not exist: create it with `coatcheck init` (or the store's"
-            " create_schema()), or drop create_schema=false from the URL"
-        )
-
-
 def parse(url: str) -> Settings:
     """Settings from a ``mysql://`` or ``mariadb://`` URL; ConfigError on anything invalid."""
     parsed = _url.parse(url, default_port=3306)

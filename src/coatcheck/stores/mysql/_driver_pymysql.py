@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import queue
-import select
 import socket
 import threading
 import time
@@ -26,6 +25,7 @@ from typing import Any
 import pymysql  # type: ignore[import-untyped]
 from pymysql.constants import CLIENT  # type: ignore[import-untyped]
 
+from .._url import pending_input
 from ._config import IDLE_LIMIT, Settings
 
 Connection = Any  # pymysql.connections.Connection: the driver ships no type hints
@@ -122,15 +122,7 @@ def _alive(idle: _Idle) -> bool:
             return True
         except DRIVER_ERRORS:
             return False
-    try:  # readable while idle: EOF or an error packet
-        if hasattr(select, "poll"):
-            poller = select.poll()
-            poller.register(fd, select.POLLIN)
-            return not poller.poll(0)
-        readable, _, _ = select.select([fd], [], [], 0)
-        return not readable
-    except (OSError, ValueError):
-        return False
+    return not pending_input(fd)  # readable while idle: EOF or an error packet
 
 
 def _close(idle: _Idle | None) -> None:

@@ -20,9 +20,10 @@ from typing import Any
 
 from ... import ids
 from ...errors import LockLost, VersionMismatch
-from ...locks import Row, check_write
+from ...locks import Row, changed, check_write, lease_lost
+from .._url import MissingTable
 from ..base import LOCKED, MUST_CREATE, LockRequest, Meta, ReadResult, Store, Stored
-from ._config import MissingTable, Settings
+from ._config import Settings
 from ._driver_pymysql import DRIVER_ERRORS, Connection, Pool
 from ._statements import (
     ATTEMPTS,
@@ -154,11 +155,7 @@ class MySQLStore(Store):
         except (LockLost, VersionMismatch) as e:
             return e
         # The row changed between the refused write and this look: still refused.
-        if token is not None:
-            return LockLost(
-                "the session lock's lease expired before the write; nothing was written"
-            )
-        return VersionMismatch("the session changed since it was read")
+        return lease_lost() if token is not None else changed()
 
     def update_timestamp(self, key: str, expires_at: float, *, token: str | None = None) -> None:
         """Extend (never shorten) the deadline of an existing row and drop ``token``'s lock."""

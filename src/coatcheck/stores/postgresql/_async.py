@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import select
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,12 +21,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from ...errors import StoreUnavailable
 from .. import _url
+from .._url import MissingTable, pending_input
 from ..base import AsyncStore, LockRequest, Meta, ReadResult
 from ._statements import (
     GC_BATCH,
     SCAN_PAGE,
     SCHEMA_LOCK,
-    MissingTable,
     Rows,
     Settings,
     Statements,
@@ -244,17 +243,8 @@ def _connection_lost(e: psycopg.Error) -> bool:
 
 
 def _pending_input(conn: psycopg.AsyncConnection[Any]) -> bool:
-    """Whether an idle connection has unread input: usually a terminated backend's goodbye.
-
-    A zero-timeout poll costs no round trip, so every connection taken from the pool is
-    screened; only a suspicious one is checked with a real query.
-    """
+    """Whether an idle connection has unread input: usually a terminated backend's goodbye."""
     try:
-        fd = conn.fileno()
+        return pending_input(conn.fileno())
     except psycopg.Error:
         return True
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
-        return bool(poller.poll(0))
-    return bool(select.select([fd], [], [], 0)[0])

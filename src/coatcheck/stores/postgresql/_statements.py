@@ -13,8 +13,9 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from ...contract import LOCKED, MUST_CREATE, MUST_EXIST, LockRequest, Meta, ReadResult, Stored
-from ...errors import ConfigError, LockLost, VersionMismatch
+from ...errors import ConfigError
 from ...ids import check_storage_key
+from ...locks import changed, lease_lost
 from .. import _url
 
 GC_BATCH = 1000
@@ -74,16 +75,6 @@ def parse_url(url: str) -> Settings:
 def key_bytes(key: str) -> bytes:
     """Storage keys are SHA-256 hex digests; the table keeps their 32 raw bytes."""
     return bytes.fromhex(check_storage_key(key))
-
-
-class MissingTable(Exception):
-    """The table is not there and the URL says ``create_schema=false``."""
-
-    def __init__(self, table: str) -> None:
-        super().__init__(
-            f'table "{table}" does not exist: create it with `coatcheck init` (or the store\'s'
-            " create_schema()), or drop create_schema=false from the URL"
-        )
 
 
 class Statements:
@@ -225,10 +216,8 @@ class Statements:
     def write_error(rows: Rows, token: str | None) -> Exception:
         """Why a write changed nothing, in the order the contract checks it."""
         if token is not None and (not rows or not rows[0][1]):
-            return LockLost(
-                "the session lock's lease expired before the write; nothing was written"
-            )
-        return VersionMismatch("the session changed since it was read")
+            return lease_lost()
+        return changed()
 
     # --- the rest -----------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ table reads as empty; the first write or lock creates it unless the URL says
 from __future__ import annotations
 
 import os
-import select
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -21,12 +20,12 @@ from psycopg_pool import ConnectionPool
 
 from ...errors import StoreUnavailable
 from .. import _url
+from .._url import MissingTable, pending_input
 from ..base import LockRequest, Meta, ReadResult, Store
 from ._statements import (
     GC_BATCH,
     SCAN_PAGE,
     SCHEMA_LOCK,
-    MissingTable,
     Rows,
     Settings,
     Statements,
@@ -241,17 +240,8 @@ def _connection_lost(e: psycopg.Error) -> bool:
 
 
 def _pending_input(conn: psycopg.Connection[Any]) -> bool:
-    """Whether an idle connection has unread input: usually a terminated backend's goodbye.
-
-    A zero-timeout poll costs no round trip, so every connection taken from the pool is
-    screened; only a suspicious one is checked with a real query.
-    """
+    """Whether an idle connection has unread input: usually a terminated backend's goodbye."""
     try:
-        fd = conn.fileno()
+        return pending_input(conn.fileno())
     except psycopg.Error:
         return True
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
-        return bool(poller.poll(0))
-    return bool(select.select([fd], [], [], 0)[0])

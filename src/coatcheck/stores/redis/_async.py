@@ -44,7 +44,7 @@ class AsyncRedisStore(AsyncStore):
     once, under a lock. The asyncio store belongs to one event loop.
     """
 
-    scheme = "redis"
+    expires_itself = True  # a data key's TTL is its idle deadline
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

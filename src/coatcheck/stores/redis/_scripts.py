@@ -20,7 +20,7 @@ import hashlib
 import math
 from typing import Any, Final
 
-from ...errors import LockLost, VersionMismatch
+from ...locks import changed, lease_lost
 from ..base import LOCKED, LockRequest, Meta, ReadResult, Stored
 
 # KEYS: data, lock. ARGV: token, lease ms, app now (s).
@@ -153,9 +153,9 @@ def write_args(
 def decode_write(code: Any) -> int:
     version = int(code)
     if version == -1:
-        raise LockLost("the session lock's lease expired before the write; nothing was written")
+        raise lease_lost()
     if version == -2:
-        raise VersionMismatch("the session changed since it was read")
+        raise changed()
     return version
 
 

@@ -43,7 +43,7 @@ class RedisStore(Store):
     once, under a lock. The asyncio store belongs to one event loop.
     """
 
-    scheme = "redis"
+    expires_itself = True  # a data key's TTL is its idle deadline
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
