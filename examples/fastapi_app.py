@@ -12,7 +12,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import PlainTextResponse
 
 from coatcheck import AsyncSessionManager, Config
-from coatcheck.web.asgi import CoatcheckMiddleware
+from coatcheck.web.asgi import SessionMiddleware
 from coatcheck.web.fastapi import ReadOnlySessionDep, SessionDep
 
 DEFAULT_STORE = f"sqlite:///{Path(__file__).resolve().parent / 'fastapi-sessions.db'}"
@@ -21,7 +21,7 @@ DEFAULT_STORE = f"sqlite:///{Path(__file__).resolve().parent / 'fastapi-sessions
 def create_app(store: AsyncSessionManager | str = DEFAULT_STORE) -> FastAPI:
     app = FastAPI()
     config = None if isinstance(store, AsyncSessionManager) else Config(idle_timeout=1800)
-    app.add_middleware(CoatcheckMiddleware, store=store, config=config)
+    app.add_middleware(SessionMiddleware, store=store, config=config)
 
     @app.get("/", response_class=PlainTextResponse)
     async def index(session: SessionDep) -> str:

@@ -6,15 +6,20 @@ from .engine import Client
 from .errors import (
     CoatcheckError,
     ConfigError,
+    Conflict,
     EncodeError,
     LockLost,
     LockTimeout,
+    RetryLater,
     SessionClosed,
     SessionConflict,
+    SessionGone,
+    SessionNotLoaded,
     SessionTooLarge,
     StoreUnavailable,
+    VersionMismatch,
 )
-from .session import AsyncSession, AsyncSessionManager, Session, SessionManager
+from .session import AsyncSession, AsyncSessionManager, Session, SessionData, SessionManager
 from .stores import AsyncStore, Store, open_async_store, open_store
 
 __all__ = [
@@ -25,17 +30,23 @@ __all__ = [
     "CoatcheckError",
     "Config",
     "ConfigError",
+    "Conflict",
     "CookieAction",
     "EncodeError",
     "LockLost",
     "LockTimeout",
+    "RetryLater",
     "Session",
     "SessionClosed",
     "SessionConflict",
+    "SessionData",
+    "SessionGone",
     "SessionManager",
+    "SessionNotLoaded",
     "SessionTooLarge",
     "Store",
     "StoreUnavailable",
+    "VersionMismatch",
     "open_async_store",
     "open_store",
 ]

@@ -19,6 +19,11 @@ FingerprintPart = Literal["user_agent", "ip"]
 # RFC 6265 cookie-name token, minus what PHP's session.name also refuses.
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-^_`|~0-9A-Za-z]+")
 _ATTR_FORBIDDEN = re.compile(r"[;\x00-\x1f\x7f,]")
+_DOMAIN = re.compile(
+    r"\.?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+)
+_COOKIE_LIMIT = 4096  # bytes of name, value and attributes a browser keeps (RFC 6265 6.1)
+_ATTRIBUTES = 160  # the most the other attributes take, Expires and Max-Age included
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +43,11 @@ class Config:
     id_bytes: int = 32  # random bytes per id (PHP: sid_length x sid_bits_per_character)
     # --- expiry -------------------------------------------------------------------------
     idle_timeout: float = 1440  # session.gc_maxlifetime: idle time before a session expires
-    absolute_timeout: float = 12 * 3600  # no PHP ini: hard cap from creation
-    touch_threshold: float = 60  # Symfony's metadata update threshold for lazy touches
+    # no PHP ini: hard cap from creation. None: 12 hours, or idle_timeout if that is longer
+    absolute_timeout: float = None  # type: ignore[assignment]  # always a float once made
+    # Symfony's metadata update threshold for lazy touches. None: 60 s, or a quarter of a
+    # shorter idle_timeout, so Config(idle_timeout=60) works as it is
+    touch_threshold: float = None  # type: ignore[assignment]
     gc_probability: int = 1  # session.gc_probability
     gc_divisor: int = 100  # session.gc_divisor
     # --- writes -------------------------------------------------------------------------
@@ -60,11 +68,40 @@ class Config:
     regenerate_grace: float = 0  # old id keeps working this long after regenerate_id
 
     def __post_init__(self) -> None:
+        _normalize(self)
         _validate(self)
 
     @property
     def host_prefixed(self) -> bool:
         return self.cookie_name.startswith("__Host-")
+
+
+_CHOICES = {
+    "cookie_samesite": ("Lax", "Strict", "None"),
+    "lock_mode": ("exclusive", "optimistic", "none"),
+    "conflict_resolution": ("raise", "mine", "theirs"),
+    "fingerprint_policy": ("reset", "flag"),
+}
+
+
+def _normalize(c: Config) -> None:
+    """Fill the defaults that follow other options; accept choices in any letter case."""
+    for name, choices in _CHOICES.items():
+        value = getattr(c, name)
+        if isinstance(value, str):
+            by_lower = {choice.lower(): choice for choice in choices}
+            object.__setattr__(c, name, by_lower.get(value.lower(), value))
+    if isinstance(c.fingerprint, str):
+        raise ConfigError("fingerprint takes a tuple of parts, e.g. ('user_agent',)")
+    parts = tuple(p.lower() if isinstance(p, str) else p for p in c.fingerprint)
+    object.__setattr__(c, "fingerprint", parts)
+    idle = c.idle_timeout
+    if not isinstance(idle, int | float) or isinstance(idle, bool):
+        raise ConfigError("idle_timeout must be a number of seconds")
+    if c.absolute_timeout is None:
+        object.__setattr__(c, "absolute_timeout", max(12 * 3600.0, float(idle)))
+    if c.touch_threshold is None:
+        object.__setattr__(c, "touch_threshold", min(60.0, idle / 4))
 
 
 def _validate(c: Config) -> None:
@@ -75,10 +112,24 @@ def _validate(c: Config) -> None:
         )
     for name in ("cookie_path", "cookie_domain"):
         value = getattr(c, name)
-        if value is not None and _ATTR_FORBIDDEN.search(value):
-            raise ConfigError(f"{name} must not contain ';', ',', control characters or NUL")
+        if value is not None and (_ATTR_FORBIDDEN.search(value) or not value.isascii()):
+            raise ConfigError(f"{name} must be ASCII without ';', ',', control characters or NUL")
+    if c.cookie_domain is not None and not _DOMAIN.fullmatch(c.cookie_domain):
+        raise ConfigError(
+            f"cookie_domain {c.cookie_domain!r} must be a host name (letters, digits, '-' "
+            "and '.'), e.g. 'example.com'"
+        )
     if not c.cookie_path.startswith("/"):
         raise ConfigError("cookie_path must start with '/'")
+    if not 32 <= c.id_bytes <= 64:
+        raise ConfigError("id_bytes must be between 32 (256 bits) and 64")
+    # name=value; Path; Domain; Max-Age; Expires; Secure; HttpOnly; SameSite; Partitioned
+    longest = len(c.cookie_name) + c.id_bytes * 2 + len(c.cookie_path) + len(c.cookie_domain or "")
+    if longest + _ATTRIBUTES > _COOKIE_LIMIT:
+        raise ConfigError(
+            f"the session cookie would be over the {_COOKIE_LIMIT}-byte limit browsers keep; "
+            "shorten cookie_name, cookie_path or cookie_domain"
+        )
     if c.cookie_samesite not in ("Lax", "Strict", "None", None):
         raise ConfigError("cookie_samesite must be 'Lax', 'Strict', 'None' or None")
     if c.cookie_samesite == "None" and not c.cookie_secure:
@@ -89,8 +140,6 @@ def _validate(c: Config) -> None:
         raise ConfigError("a __Secure- or __Host- cookie name requires cookie_secure=True")
     if c.host_prefixed and (c.cookie_domain or c.cookie_path != "/"):
         raise ConfigError("a __Host- cookie must have cookie_path='/' and no cookie_domain")
-    if not 32 <= c.id_bytes <= 64:
-        raise ConfigError("id_bytes must be between 32 (256 bits) and 64")
     _positive(c, "idle_timeout", "absolute_timeout", "lock_lease", "max_bytes")
     _non_negative(c, "touch_threshold", "lock_wait", "regenerate_grace", "cookie_lifetime")
     _positive(c, "lock_backoff", "lock_backoff_max")

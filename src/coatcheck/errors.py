@@ -14,22 +14,42 @@ class ConfigError(CoatcheckError, ValueError):
     """An option is invalid; raised once, at start-up."""
 
 
-class StoreUnavailable(CoatcheckError):
+class RetryLater(CoatcheckError):
+    """Nothing wrong with the request: try it again later (HTTP 503 + ``Retry-After``).
+
+    ``retry_after`` is the suggested wait in seconds.
+    """
+
+    retry_after = 1
+
+
+class StoreUnavailable(RetryLater):
     """The store could not be reached or failed; the request should get a 503."""
 
+    retry_after = 5
 
-class LockTimeout(CoatcheckError):
+
+class LockTimeout(RetryLater):
     """The session's lock was still held by another request when the lock wait ran out."""
 
 
-class LockLost(CoatcheckError):
+class Conflict(CoatcheckError):
+    """Another request changed the session meanwhile; nothing was written (HTTP 409)."""
+
+
+class LockLost(Conflict):
     """This request's lease on the session lock expired and another request may have taken it.
 
     Nothing was written: the fencing check refused the write.
     """
 
 
-class SessionConflict(CoatcheckError):
+class SessionGone(Conflict):
+    """The session was destroyed by another request (a logout elsewhere) while this one had
+    it open; this request's changes were not written, and the record was not recreated."""
+
+
+class SessionConflict(Conflict):
     """Optimistic mode: another request changed the same keys of this session meanwhile."""
 
     def __init__(self, keys: list[str]) -> None:
@@ -54,6 +74,11 @@ class EncodeError(CoatcheckError, TypeError):
 
 class SessionClosed(CoatcheckError):
     """The session was already written or closed; start a new one to change it."""
+
+
+class SessionNotLoaded(CoatcheckError, RuntimeError):
+    """The app used a session that must be loaded first (async: ``await load_session``),
+    or that its route opted out of."""
 
 
 class VersionMismatch(CoatcheckError):

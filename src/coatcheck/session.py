@@ -19,7 +19,14 @@ from .config import Config, LockMode
 from .contract import LOCKED, MUST_CREATE, LockRequest, ReadResult, Stored
 from .cookies import CookieAction, set_cookie
 from .engine import Client, Engine, Nothing, Plan, Release, State, Touch, Write
-from .errors import LockLost, LockTimeout, SessionClosed, StoreUnavailable, VersionMismatch
+from .errors import (
+    LockLost,
+    LockTimeout,
+    SessionClosed,
+    SessionGone,
+    StoreUnavailable,
+    VersionMismatch,
+)
 from .locks import PendingReleases, backoff, new_token
 from .stores.base import AsyncStore, Store
 
@@ -29,6 +36,81 @@ T = TypeVar("T")
 S = TypeVar("S", bound=Store | AsyncStore)
 
 Flow = Generator[ops.Op, Any, T]
+
+
+class SessionData(dict[str, Any]):
+    """A session's data: a real ``dict`` (``json.dumps``, ``==``, ``dict(...)`` and ``copy``
+    see its keys), which refuses changes its session could not save (read-only or closed)
+    with :class:`~coatcheck.errors.SessionClosed` instead of dropping them silently.
+
+    Copies (``copy.copy``, ``.copy()``, ``dict(data)``) are plain dicts.
+    """
+
+    __slots__ = ("_guard", "accessed")
+
+    def __init__(self, guard: Callable[[], None]) -> None:
+        super().__init__()
+        self._guard = guard
+        self.accessed = False
+
+    def mark_accessed(self) -> None:
+        """Note that the app looked at the session (Starlette calls this on
+        ``request.session``), so the response gets ``Vary: Cookie``."""
+        self.accessed = True
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._guard()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._guard()
+        super().__delitem__(key)
+
+    def __ior__(self, other: Any) -> SessionData:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def clear(self) -> None:
+        if self:
+            self._guard()
+        super().clear()
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key in self:
+            self._guard()
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[str, Any]:
+        if self:
+            self._guard()
+        return super().popitem()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self._guard()
+        return super().setdefault(key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        if args or kwargs:
+            self._guard()
+        super().update(*args, **kwargs)
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        import copy
+
+        return copy.deepcopy(dict(self), memo)
+
+    def __reduce__(self) -> Any:
+        return (dict, (dict(self),))
+
+    def _replace(self, data: dict[str, Any]) -> None:
+        """Take ``data`` as the session's data (a load, a reset); not a change by the app."""
+        if data is not self:
+            dict.clear(self)
+            dict.update(self, data)
 
 
 class _Core:
@@ -53,11 +135,29 @@ class _Core:
         self.client = client
         self.read_only = read_only
         self.mode: LockMode = mode
-        self.state: State = None  # type: ignore[assignment]  # set by start()
+        self._state: State = None  # type: ignore[assignment]  # set by start()
+        self.data = SessionData(self.check_writable)
         self.closed = False
         self.destroyed = False
         self.had_cookie = False
         self.plan: Plan = Nothing()
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @state.setter
+    def state(self, state: State) -> None:
+        # One dict holds the data for the session's whole life, whatever state replaces it,
+        # so a reference the app took (``request.session`` under Starlette) stays live.
+        self.data._replace(state.data)
+        state.data = self.data
+        self._state = state
+
+    def check_writable(self) -> None:
+        if self.read_only:
+            raise SessionClosed("the session was started read-only; changes would not be saved")
+        self._check_open()
 
     # --- start --------------------------------------------------------------------------
 
@@ -193,10 +293,14 @@ class _Core:
                     state.header.fingerprint = new.header.fingerprint
                     continue
                 theirs = yield ops.Read(state.key)
-                if theirs is None or self.mode != "optimistic":
-                    log.info("session was destroyed by a concurrent request; write dropped")
-                    return Nothing()
-                state.data = eng.merge(state, theirs)
+                if theirs is None:
+                    raise SessionGone(
+                        "the session was destroyed by another request (a logout?) before "
+                        "this write; nothing was written"
+                    ) from None
+                if self.mode != "optimistic":  # none mode expects only existence
+                    continue
+                self.data._replace(eng.merge(state, theirs))
                 state.version = theirs.version
                 state.snapshot = None
                 if delays is None:
@@ -266,13 +370,14 @@ class _Core:
         state = self.state
         state.retired = []
         if state.version == 0:
-            state.data = {}
+            self.data._replace({})
             return
         lock = LockRequest(state.token, self.config.lock_lease) if state.token else None
         stored = yield ops.Read(state.key, lock)
         loaded = self.engine.load(state.id, stored, self.client, self.clock(), followed=False)
         if loaded.state is None or loaded.state.is_new:
-            state.data, state.snapshot, state.version = {}, None, 0
+            self.data._replace({})
+            state.snapshot, state.version = None, 0
             return
         token = state.token
         self.state = loaded.state
@@ -345,31 +450,39 @@ class _Base(MutableMapping[str, Any], Generic[S]):
         self._manager = manager
         self._core = core
 
-    # mapping
+    # mapping: the data lives in one SessionData, which refuses changes it could not save
     def __getitem__(self, key: str) -> Any:
-        return self._core.state.data[key]
+        return self._core.data[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._writable()
-        self._core.state.data[key] = value
+        self._core.data[key] = value
 
     def __delitem__(self, key: str) -> None:
-        self._writable()
-        del self._core.state.data[key]
+        del self._core.data[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._core.state.data)
+        return iter(self._core.data)
 
     def __len__(self) -> int:
-        return len(self._core.state.data)
+        return len(self._core.data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._core.data
 
     def __repr__(self) -> str:  # never shows the id
         return f"<{type(self).__name__} keys={len(self)} new={self.is_new} closed={self.closed}>"
 
     def _writable(self) -> None:
-        if self._core.read_only:
-            raise SessionClosed("the session was started read-only; changes would not be saved")
-        self._core._check_open()
+        self._core.check_writable()
+
+    @property
+    def data(self) -> SessionData:
+        """The session's data as a real ``dict`` (for ``json.dumps``, a template, ``==``).
+
+        It is the same object for the whole request and refuses changes that could not be
+        saved; ``dict(session.data)`` is a plain copy.
+        """
+        return self._core.data
 
     # flags, as in the seed's session handler class
     @property
@@ -395,6 +508,34 @@ class _Base(MutableMapping[str, Any], Generic[S]):
     @property
     def closed(self) -> bool:
         return self._core.closed
+
+    @property
+    def remembered(self) -> bool:
+        """True when the session has timeouts of its own (:meth:`remember`), so its cookie
+        outlives the browser."""
+        return self._core.state.header.idle is not None
+
+    @property
+    def idle_timeout(self) -> float:
+        """The idle timeout this session is held to: its own (:meth:`remember`) or the
+        configured one."""
+        return self._core.state.header.idle or self._manager.config.idle_timeout
+
+    @property
+    def absolute_timeout(self) -> float:
+        """The hard cap from creation this session is held to."""
+        return self._core.state.header.absolute or self._manager.config.absolute_timeout
+
+    @property
+    def expires_at(self) -> float:
+        """When the session expires (Unix seconds) if the request ended now: the idle
+        deadline, capped by the absolute one."""
+        return self._core.engine.deadline(self._core.state.header, self._core.clock())
+
+    @property
+    def cookie_max_age(self) -> int | None:
+        """The cookie's Max-Age: None for a browser-session cookie."""
+        return self._core.engine.max_age(self._core.state)
 
     @property
     def read_only(self) -> bool:

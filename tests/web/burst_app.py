@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from coatcheck import Config
-from coatcheck.web.asgi import CoatcheckMiddleware, load_session
+from coatcheck.web.asgi import SessionMiddleware, load_session
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOW_WORK = 0.05
@@ -92,7 +92,7 @@ def create_app() -> Starlette:
     )
     config = Config(gc_probability=0, lock_wait=30)
     app.add_middleware(
-        CoatcheckMiddleware, store=os.environ["COATCHECK_BURST_STORE"], config=config
+        SessionMiddleware, store=os.environ["COATCHECK_BURST_STORE"], config=config
     )
     return app
 

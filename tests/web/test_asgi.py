@@ -17,12 +17,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response  # noq
 from starlette.routing import Route  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
-from coatcheck import Config, ids, open_async_store  # noqa: E402
+from coatcheck import Config, SessionNotLoaded, ids, open_async_store  # noqa: E402
 from coatcheck.web.asgi import (  # noqa: E402
-    CoatcheckMiddleware,
-    SessionNotLoaded,
-    lazy_session,
+    SessionMiddleware,
     load_session,
+    request_session,
 )
 from coatcheck.web.common import WebOptions  # noqa: E402
 from tests.services import REDIS_URL, require  # noqa: E402
@@ -96,14 +95,14 @@ async def early(request: Request) -> Response:
 
 
 async def whoami(request: Request) -> Response:
-    return PlainTextResponse(str(lazy_session(request).client.ip))
+    return PlainTextResponse(str(request_session(request).client.ip))
 
 
 async def conflict(request: Request) -> Response:
     s = await load_session(request, lock_mode="optimistic")
     s["n"] = "mine"
     # another request (another server) changes the same key meanwhile
-    other = await request.app.state.manager.start(s.id, client=lazy_session(request).client)
+    other = await request.app.state.manager.start(s.id, client=request_session(request).client)
     other["n"] = "theirs"
     await other.write_close()
     return PlainTextResponse("saved?")
@@ -130,7 +129,8 @@ def make_app(store: Any, **middleware: Any) -> Starlette:
     app = Starlette(routes=ROUTES)
     app.state.store = store
     app.state.manager = mgr
-    app.add_middleware(CoatcheckMiddleware, store=mgr, **middleware)
+    options = middleware.pop("options", None) or WebOptions(**middleware)
+    app.add_middleware(SessionMiddleware, store=mgr, options=options)
     return app
 
 
@@ -285,9 +285,9 @@ def test_write_close_releases_lock_before_the_response(browser: TestClient, stor
 def test_unloaded_session_raises_a_named_error(browser: TestClient) -> None:
     # no cookie yet: the session is fresh and usable without a load
     first = browser.get("/direct")
-    assert first.text == "<LazySession loaded=True>"
+    assert first.text == "{'direct': True}"  # a real dict once loaded
     assert browser.cookies.get("session")
-    with pytest.raises(SessionNotLoaded, match=r"await coatcheck\.web\.asgi\.load_session"):
+    with pytest.raises(SessionNotLoaded, match=r"await load_session\(request\)"):
         browser.get("/direct")
 
 
@@ -403,7 +403,7 @@ def test_vary_is_merged_with_the_apps_own(store: Any) -> None:
 def test_middleware_takes_a_store_url(tmp_path: Path) -> None:
     app = Starlette(routes=ROUTES)
     url = f"sqlite:///{tmp_path}/s.db"
-    app.add_middleware(CoatcheckMiddleware, store=url, config=Config(gc_probability=0))
+    app.add_middleware(SessionMiddleware, store=url, config=Config(gc_probability=0))
     with client_for(app) as c:
         assert c.get("/").text == "n=1 user=-"
         assert c.get("/").text == "n=2 user=-"
@@ -417,7 +417,7 @@ def test_redis_store_end_to_end() -> None:
     app = Starlette(routes=ROUTES)
     # from a URL the middleware owns the store: closed at each client's lifespan shutdown,
     # as each TestClient runs its own event loop
-    app.add_middleware(CoatcheckMiddleware, store=url, config=Config())
+    app.add_middleware(SessionMiddleware, store=url, config=Config())
     try:
         with client_for(app) as c:
             assert c.get("/").text == "n=1 user=-"

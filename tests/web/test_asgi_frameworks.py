@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from coatcheck import ids
-from coatcheck.web.asgi import CoatcheckMiddleware, load_session
+from coatcheck.web.asgi import SessionMiddleware, load_session
 from tests.support.threaded import ThreadedAsyncStore
 from tests.web.asgi_support import (
     UA,
@@ -113,7 +113,7 @@ async def test_quart(store: ThreadedAsyncStore) -> None:
     async def health() -> str:
         return "ok"
 
-    app.asgi_app = CoatcheckMiddleware(app.asgi_app, store=manager(store))  # type: ignore[method-assign]
+    app.asgi_app = SessionMiddleware(app.asgi_app, store=manager(store))  # type: ignore[method-assign]
     client = app.test_client(use_cookies=False)
 
     async def get(path: str, headers: dict[str, str]) -> Any:
@@ -155,7 +155,7 @@ async def test_litestar(store: ThreadedAsyncStore) -> None:
 
     app = litestar.Litestar(
         route_handlers=[index, ls_login, ls_logout, health],
-        middleware=[DefineMiddleware(CoatcheckMiddleware, store=manager(store))],
+        middleware=[DefineMiddleware(SessionMiddleware, store=manager(store))],
     )
     async with AsyncTestClient(app, base_url="https://testserver.local") as client:
 

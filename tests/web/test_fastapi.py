@@ -16,7 +16,8 @@ from fastapi import Depends, FastAPI  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from coatcheck import AsyncSession, ids  # noqa: E402
-from coatcheck.web.asgi import CoatcheckMiddleware  # noqa: E402
+from coatcheck.web.asgi import SessionMiddleware  # noqa: E402
+from coatcheck.web.common import WebOptions  # noqa: E402
 from coatcheck.web.fastapi import NoSession, SessionDep, coatcheck_session  # noqa: E402
 from tests.support.threaded import ThreadedAsyncStore  # noqa: E402
 from tests.web.asgi_support import (  # noqa: E402
@@ -109,7 +110,7 @@ def test_read_only_dependency_works_while_another_request_holds_the_lock(
 
 def dependency_app(store: Any, **middleware: Any) -> FastAPI:
     app = FastAPI()
-    app.add_middleware(CoatcheckMiddleware, store=manager(store), **middleware)
+    app.add_middleware(SessionMiddleware, store=manager(store), options=WebOptions(**middleware))
 
     @app.get("/put/{key}")
     async def put(

@@ -17,16 +17,19 @@ werkzeug_test = pytest.importorskip("werkzeug.test")
 
 from coatcheck import (  # noqa: E402
     Client,
+    CoatcheckError,
     Config,
+    ConfigError,
     SessionClosed,
     SessionManager,
+    SessionNotLoaded,
     ids,
     open_store,
 )
 from coatcheck.locks import new_token  # noqa: E402
 from coatcheck.stores.base import LOCKED, LockRequest, Store  # noqa: E402
 from coatcheck.stores.sqlite import SQLiteStore  # noqa: E402
-from coatcheck.web.common import WebOptions  # noqa: E402
+from coatcheck.web.common import WebOptions, error_response  # noqa: E402
 from coatcheck.web.wsgi import (  # noqa: E402
     ENVIRON_KEY,
     SessionMiddleware,
@@ -107,7 +110,8 @@ def wrap(app: Any, store: Store, **options: Any) -> tuple[Browser, SessionManage
     """A one-off WSGI app in the middleware, for behaviours the example does not show."""
     config = {k: options.pop(k) for k in list(options) if k in Config.__dataclass_fields__}
     manager = manager_for(store, **config)
-    return Browser(SessionMiddleware(app, manager, **options)), manager
+    web = options.pop("options", None) or WebOptions(**options)
+    return Browser(SessionMiddleware(app, manager, options=web)), manager
 
 
 def counter_app(environ: Any, start_response: Any) -> Iterable[bytes]:
@@ -161,7 +165,7 @@ def test_first_touch_reads_and_locks_in_one_call(store: CountingStore) -> None:
         session = get_session(environ)
         session["x"] = 1
         calls = list(store.calls)
-        held = not lock_free(store, ids.storage_key(session.core.id))
+        held = not lock_free(store, ids.storage_key(session.session.id))
         start_response("200 OK", TEXT)
         return [f"{calls} {held}".encode()]
 
@@ -255,7 +259,7 @@ def test_options_only_before_first_touch_and_only_under_the_middleware(
     store: CountingStore,
 ) -> None:
     def late(environ: Any, start_response: Any) -> Iterable[bytes]:
-        get_session(environ).get("x")
+        get_session(environ)["x"] = 1
         try:
             configure_session(environ, read_only=True)
         except SessionClosed as e:
@@ -266,7 +270,7 @@ def test_options_only_before_first_touch_and_only_under_the_middleware(
 
     browser, _ = wrap(late, store)
     assert b"before the session is first used" in browser.get("/").get_data()
-    with pytest.raises(RuntimeError, match="SessionMiddleware"):
+    with pytest.raises(ConfigError, match="SessionMiddleware"):
         configure_session({}, read_only=True)
 
 
@@ -278,7 +282,7 @@ def test_skip_route_refuses_the_session(store: CountingStore) -> None:
         return [b""]
 
     browser, _ = wrap(nosession, store)
-    with pytest.raises(SessionClosed, match="switched off"):
+    with pytest.raises(SessionNotLoaded, match="opted out"):
         browser.get("/")
     assert store.calls == []
 
@@ -287,7 +291,7 @@ def test_write_close_releases_lock_early(store: CountingStore) -> None:
     def early(environ: Any, start_response: Any) -> Iterable[bytes]:
         session = get_session(environ)
         session["n"] = session.get("n", 0) + 1
-        key = ids.storage_key(session.core.id)
+        key = ids.storage_key(session.session.id)
         session.write_close()
         free = lock_free(store, key)  # the slow part runs without the lock
         start_response("200 OK", TEXT)
@@ -327,7 +331,7 @@ def failing_app(store: Store, how: str) -> Any:
     def app(environ: Any, start_response: Any) -> Iterable[bytes]:
         session = get_session(environ)
         session["n"] = session.get("n", 0) + 1
-        environ["test.key"] = ids.storage_key(session.core.id)
+        environ["test.key"] = ids.storage_key(session.session.id)
         if how == "raise":
             raise ValueError("the app broke")
         start_response("500 Internal Server Error" if how == "500" else "200 OK", TEXT)
@@ -371,7 +375,7 @@ def gen_app(store: Store, fail_before_start: bool) -> Any:
     def app(environ: Any, start_response: Any) -> Iterator[bytes]:
         session = get_session(environ)
         session["n"] = session.get("n", 0) + 1
-        environ["test.key"] = ids.storage_key(session.core.id)
+        environ["test.key"] = ids.storage_key(session.session.id)
         if fail_before_start:
             raise ValueError("broke before start_response")
         start_response("200 OK", TEXT)
@@ -435,7 +439,7 @@ def test_touch_after_start_response_is_refused(store: CountingStore) -> None:
         get_session(environ)["x"] = 1
 
     browser, _ = wrap(late, store)
-    with pytest.raises(SessionClosed, match="before start_response"):
+    with pytest.raises(SessionClosed, match="response has started"):
         browser.get("/")
     assert store.calls == []
 
@@ -530,7 +534,11 @@ def test_conflict_at_save_is_409_or_configured(store: CountingStore, conflict_st
         start_response("200 OK", TEXT)
         return [b"saved?"]
 
-    browser, _ = wrap(racing, store, conflict_status=conflict_status)
+    def answer(exc: CoatcheckError) -> tuple[int, list[tuple[str, str]], bytes]:
+        status, headers, body = error_response(exc)
+        return (conflict_status if status == 409 else status), headers, body
+
+    browser, _ = wrap(racing, store, on_error=answer)
     browser.send_cookie(sid or "")
     response = browser.get("/")
     assert response.status_code == conflict_status
@@ -545,11 +553,18 @@ def test_configured_headers_and_existing_vary(store: CountingStore) -> None:
         start_response("200 OK", [*TEXT, ("Vary", "Accept"), ("Cache-Control", "public")])
         return [b""]
 
+    def plain(environ: Any, start_response: Any) -> Iterable[bytes]:
+        get_session(environ)["x"] = 1
+        start_response("200 OK", TEXT)
+        return [b""]
+
     merged = wrap(app, store)[0].get("/")
     assert merged.headers["Vary"] == "Accept, Cookie"
-    assert merged.headers.getlist("Cache-Control") == ["private, no-store"]
-    bare = wrap(app, store, headers=())[0].get("/")
-    assert bare.headers["Vary"] == "Accept" and bare.headers["Cache-Control"] == "public"
+    # one header policy in every adapter: the app's own Cache-Control is kept
+    assert merged.headers.getlist("Cache-Control") == ["public"]
+    assert wrap(plain, store)[0].get("/").headers["Cache-Control"] == "private, no-store"
+    bare = wrap(plain, store, cache_control=None)[0].get("/")
+    assert "Cache-Control" not in bare.headers and bare.headers["Vary"] == "Cookie"
     assert cookie_of(bare) is not None
 
 

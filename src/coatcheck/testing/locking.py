@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from coatcheck import LockLost, LockTimeout, SessionConflict
+from coatcheck import LockLost, LockTimeout, SessionConflict, SessionGone
 from coatcheck.ids import storage_key
 from coatcheck.locks import new_token
 from coatcheck.stores.base import LOCKED, LockRequest, Stored
@@ -196,7 +196,20 @@ async def test_none_mode_does_not_resurrect_a_destroyed_session(drv: Driver) -> 
     logout = await aw(m.start(sid))
     await aw(logout.destroy())
     late["cart"] = [1]
-    await aw(late.write_close())
+    with pytest.raises(SessionGone):
+        await aw(late.write_close())
+    assert await stored(drv, sid) is None
+
+
+async def test_optimistic_write_after_a_logout_elsewhere_raises(drv: Driver) -> None:
+    sid = await new_session(drv, {"user": 1})
+    m = drv.manager(lock_mode="optimistic")
+    late = await aw(m.start(sid))
+    logout = await aw(m.start(sid))
+    await aw(logout.destroy())
+    late["cart"] = [1]
+    with pytest.raises(SessionGone):  # the app must not believe it saved
+        await aw(late.write_close())
     assert await stored(drv, sid) is None
 
 

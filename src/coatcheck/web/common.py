@@ -1,37 +1,63 @@
 """Framework-free helpers every web integration shares.
 
-The client address through trusted proxies only, the Client used for fingerprints, the HTTP
-answer to coatcheck errors, and the headers every response that used a session carries.
-Nothing here imports a web framework.
+The options (:class:`WebOptions` for the app, :class:`RouteOptions` per route), the client
+address through trusted proxies only, the HTTP answer to coatcheck errors and the header
+policy for responses that used a session. Nothing here imports a web framework.
 """
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
+from ..config import LockMode
 from ..engine import Client
-from ..errors import (
-    CoatcheckError,
-    ConfigError,
-    LockLost,
-    LockTimeout,
-    SessionConflict,
-    StoreUnavailable,
-)
+from ..errors import CoatcheckError, ConfigError, Conflict, RetryLater, StoreUnavailable
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _PROXY_HEADERS = ("X-Forwarded-For", "Forwarded")
 # One ``for=`` parameter of a Forwarded element: a token or a quoted string (RFC 7239 4).
+_UNSAFE_HEADER = re.compile(r"[\r\n\x00]")
 _FOR = re.compile(r'(?:^|[;,\s])for\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)', re.IGNORECASE)
+
+
+ErrorReply = tuple[int, list[tuple[str, str]], bytes]
+Migrate = Callable[[str], "Mapping[str, Any] | Awaitable[Mapping[str, Any] | None] | None"]
+NO_STORE = "private, no-store"
+
+
+def error_response(exc: CoatcheckError) -> ErrorReply:
+    """Status, headers and body for a coatcheck error that ends a request.
+
+    :class:`~coatcheck.errors.RetryLater` (store down, lock busy): 503 with Retry-After.
+    :class:`~coatcheck.errors.Conflict` (lease lost, concurrent change, logout elsewhere):
+    409. Other errors are bugs in the app and are not answered here: they propagate.
+    """
+    text = [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")]
+    if isinstance(exc, RetryLater):
+        retry = ("Retry-After", str(exc.retry_after))
+        if isinstance(exc, StoreUnavailable):
+            return 503, [*text, retry], b"session store unavailable\n"
+        return 503, [*text, retry], b"session busy with another request\n"
+    if isinstance(exc, Conflict):
+        return 409, text, b"session changed by another request; try again\n"
+    return 500, text, b"session error\n"
+
+
+ANSWERED = (RetryLater, Conflict)
+"""The errors every adapter answers with a status (:attr:`WebOptions.on_error`); the rest
+(a value JSON cannot hold, a session too large, a write to a read-only session) are bugs
+in the app and propagate to the framework like any other exception."""
 
 
 @dataclass(frozen=True, slots=True)
 class WebOptions:
-    """Web-layer options.
+    """Web-layer options, the same in every adapter (ASGI, WSGI, Flask, Django).
 
     ``trusted_proxies``: CIDRs whose forwarding header is believed. ``proxy_header``: the
     header those proxies set, ``"X-Forwarded-For"`` or ``"Forwarded"`` (RFC 7239). Only that
@@ -40,11 +66,32 @@ class WebOptions:
 
     ``save_on_error``: also save the session of a response with a 5xx status. By default a
     request that raised or answered 5xx is aborted: the store keeps what it had before.
+
+    ``cache_control``: the Cache-Control of responses that used the session when the app
+    set none (None: leave it alone); an app's own value is kept. ``Vary: Cookie`` is always
+    added.
+
+    ``on_error``: maps a :class:`~coatcheck.errors.RetryLater` or
+    :class:`~coatcheck.errors.Conflict` to (status, headers, body); the default answers
+    503 + Retry-After and 409.
+
+    ``autoload``: load a cookie's session before the app runs, for every path (True) or
+    paths matching the given prefixes or regular expressions (``re.Pattern``). Needed under
+    ASGI for ``request.session`` to work without ``await load_session(request)``.
+
+    ``migrate``: called with the raw cookie value when the cookie names no coatcheck
+    session (may be async under ASGI); it may return the data of the session in the store
+    you are leaving, which is copied into a fresh coatcheck session under a new id. Only a
+    writable load migrates.
     """
 
     trusted_proxies: tuple[str, ...] = ()
     proxy_header: str = "X-Forwarded-For"
     save_on_error: bool = False
+    cache_control: str | None = NO_STORE
+    on_error: Callable[[CoatcheckError], ErrorReply] = error_response
+    autoload: bool | Sequence[str | re.Pattern[str]] = False
+    migrate: Migrate | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "trusted_proxies", tuple(self.trusted_proxies))
@@ -53,6 +100,23 @@ class WebOptions:
         if header is None:
             raise ConfigError("proxy_header must be 'X-Forwarded-For' or 'Forwarded'")
         object.__setattr__(self, "proxy_header", header)
+        if isinstance(self.autoload, str | re.Pattern):
+            raise ConfigError("autoload takes True or a list of path prefixes, not one string")
+        if not isinstance(self.autoload, bool):
+            object.__setattr__(self, "autoload", tuple(self.autoload))
+        if self.cache_control is not None and _UNSAFE_HEADER.search(self.cache_control):
+            raise ConfigError("cache_control must not contain CR, LF or NUL")
+
+    def autoloads(self, path: str) -> bool:
+        """Whether a request for ``path`` has its session loaded before the app runs."""
+        if isinstance(self.autoload, bool):
+            return self.autoload
+        for rule in self.autoload:
+            if isinstance(rule, str) and path.startswith(rule):
+                return True
+            if isinstance(rule, re.Pattern) and rule.match(path):
+                return True
+        return False
 
     def saves(self, status: int) -> bool:
         """Whether a response with ``status`` saves the session (else it is aborted)."""
@@ -155,21 +219,91 @@ def scope_client(
     )
 
 
-def error_response(exc: CoatcheckError) -> tuple[int, list[tuple[str, str]], bytes]:
-    """Status, headers and body for a coatcheck error that ends a request."""
-    text = [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")]
-    if isinstance(exc, LockTimeout):
-        return 503, [*text, ("Retry-After", "1")], b"session busy with another request\n"
-    if isinstance(exc, StoreUnavailable):
-        return 503, [*text, ("Retry-After", "5")], b"session store unavailable\n"
-    if isinstance(exc, SessionConflict | LockLost):
-        return 409, text, b"session changed by another request; try again\n"
-    return 500, text, b"session error\n"
+@dataclass(frozen=True, slots=True)
+class RouteOptions:
+    """How one route uses the session; set before the session is first used.
+
+    ``read_only``: read without a lock and never write (PHP's ``read_and_close``).
+    ``lock_mode``: overrides ``Config.lock_mode`` for this route (e.g. ``"optimistic"``).
+    ``skip``: no session at all; using it raises :class:`~coatcheck.SessionNotLoaded`.
+    """
+
+    read_only: bool = False
+    lock_mode: LockMode | None = None
+    skip: bool = False
 
 
-def session_headers() -> list[tuple[str, str]]:
-    """Headers for every response that used a session: never cache it for others."""
-    return [("Vary", "Cookie"), ("Cache-Control", "private, no-store")]
+ROUTE_OPTIONS = "_coatcheck_route_options"
+"""The attribute :func:`mark_route` sets on a view function."""
+
+
+def mark_route(view: Any, options: RouteOptions) -> Any:
+    """Attach ``options`` to a view function (the adapters' ``session_options`` decorators)."""
+    setattr(view, ROUTE_OPTIONS, options)
+    return view
+
+
+def route_options(view: Any) -> RouteOptions | None:
+    """The options :func:`mark_route` attached to ``view``, if any."""
+    options = getattr(view, ROUTE_OPTIONS, None)
+    return options if isinstance(options, RouteOptions) else None
+
+
+def merge_headers(
+    headers: Sequence[tuple[str, str]], ours: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The one header policy: the app's headers plus the session's.
+
+    Set-Cookie is added; Vary gains its token unless the app's Vary has it (or is ``*``);
+    any other header of ours (Cache-Control) is added only when the app set none.
+    """
+    out = list(headers)
+    present = {name.lower() for name, _ in out}
+    for name, value in ours:
+        lower = name.lower()
+        if lower == "vary":
+            out = _add_vary(out, name, value)
+        elif lower == "set-cookie" or lower not in present:
+            out.append((name, value))
+    return out
+
+
+def _add_vary(headers: list[tuple[str, str]], name: str, value: str) -> list[tuple[str, str]]:
+    for i, (n, v) in enumerate(headers):
+        if n.lower() == "vary":
+            tokens = {t.strip().lower() for t in v.split(",")}
+            if "*" not in tokens and value.lower() not in tokens:
+                headers[i] = (n, f"{v}, {value}")
+            return headers
+    return [*headers, (name, value)]
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import a framework an adapter needs, or say which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(
+            f"this coatcheck integration needs {module!r}, which is not installed: "
+            f"pip install 'coatcheck[{extra}]'"
+        ) from e
+
+
+async def awaited(value: Any) -> Any:
+    """``migrate``'s result, awaited when it is awaitable (ASGI accepts async hooks)."""
+    if hasattr(value, "__await__"):
+        return await value
+    return value
+
+
+def not_awaitable(value: Any) -> Any:
+    """The sync adapters' twin of :func:`awaited`: an async hook there is a set-up error."""
+    if hasattr(value, "__await__"):
+        close = getattr(value, "close", None)
+        if close is not None:
+            close()  # no "never awaited" warning on top of the error
+        raise ConfigError("migrate must be a plain function here; async hooks need ASGI")
+    return value
 
 
 def _trusted(address: str | None, networks: list[Network]) -> bool:

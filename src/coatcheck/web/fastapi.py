@@ -10,8 +10,8 @@
     @app.post("/cart")
     async def add(session: SessionDep): ...
 
-The dependencies need :class:`~coatcheck.web.asgi.CoatcheckMiddleware` installed
-(``app.add_middleware(CoatcheckMiddleware, store=...)``); they load the request's session
+The dependencies need :class:`~coatcheck.web.asgi.SessionMiddleware` installed
+(``app.add_middleware(SessionMiddleware, store=...)``); they load the request's session
 through it (PHP's ``session_start``), so a route that does not ask for the session costs
 no store call. The middleware saves the session when the response starts.
 """
@@ -21,12 +21,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends
-from starlette.requests import HTTPConnection
+from .common import require
 
-from ..config import LockMode
-from ..session import AsyncSession
-from .asgi import load_session, no_session
+require("fastapi", "fastapi")
+
+from fastapi import Depends  # noqa: E402
+from starlette.requests import HTTPConnection  # noqa: E402
+
+from ..config import LockMode  # noqa: E402
+from ..session import AsyncSession  # noqa: E402
+from .asgi import load_session, no_session  # noqa: E402
 
 __all__ = ["NoSession", "ReadOnlySessionDep", "SessionDep", "coatcheck_session", "without_session"]
 
