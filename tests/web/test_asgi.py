@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -299,6 +300,34 @@ def test_autoload_makes_request_session_plain(store: Any) -> None:
         calls(store).clear()
         c.get("/health")  # outside the autoload prefixes: still free
         assert calls(store) == []
+
+
+async def as_dict(request: Request) -> Response:
+    # starsessions / Starlette habits: request.session is a dict everywhere a dict goes
+    import copy
+    import json
+
+    session = request.session
+    session["visits"] = session.get("visits", 0) + 1
+    checks = {
+        "dumps": json.loads(json.dumps(session)) == session,
+        "dict": dict(session) == session,
+        "eq": session == {**session},
+        "copy": copy.copy(session) == session and copy.deepcopy(session) == session,
+        "isinstance": isinstance(session, dict),
+    }
+    return JSONResponse({"session": session, "checks": checks})
+
+
+def test_request_session_works_wherever_a_dict_works(store: Any) -> None:
+    pattern = re.compile(r"^/api/v\d+/")  # starsessions accepts regular expressions
+    app = make_app(store, autoload=[pattern])
+    app.router.routes.append(Route("/api/v1/dict", as_dict))
+    with client_for(app) as c:
+        c.get("/api/v1/dict")
+        second = c.get("/api/v1/dict").json()  # a stored session, autoloaded by the pattern
+    assert second["session"] == {"visits": 2}
+    assert all(second["checks"].values()), second["checks"]
 
 
 def test_malformed_cookie_gets_a_fresh_session_without_a_store_call(store: Any) -> None:
