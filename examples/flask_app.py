@@ -6,6 +6,7 @@ accept the Secure cookie on localhost). Sessions go to ``examples/flask-sessions
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from flask.typing import ResponseReturnValue
 from markupsafe import Markup, escape
 
 from coatcheck.web.flask import (
-    CoatcheckSessionInterface,
+    SessionInterface,
     destroy,
     init_app,
     read_only,
@@ -25,11 +26,16 @@ from coatcheck.web.flask import (
 
 def create_app(
     settings: dict[str, Any] | None = None,
-    session_interface: CoatcheckSessionInterface | None = None,
+    session_interface: SessionInterface | None = None,
 ) -> Flask:
     app = Flask(__name__)
     store = f"sqlite:///{Path(__file__).resolve().parent / 'flask-sessions.db'}"
-    app.config.update(COATCHECK_STORE=store, COATCHECK_IDLE_TIMEOUT=1800)
+    app.config.update(
+        COATCHECK_STORE=store,
+        COATCHECK_IDLE_TIMEOUT=1800,  # 30 minutes idle, with a browser-session cookie...
+        SESSION_PERMANENT=False,  # ...unless the user ticks "remember me" at login
+        PERMANENT_SESSION_LIFETIME=timedelta(days=30),
+    )
     app.config.update(settings or {})
     if session_interface is None:
         init_app(app)
@@ -53,6 +59,8 @@ def create_app(
             return "user required", 400
         regenerate()  # new id on every privilege change: no session fixation
         session["user"] = name
+        if request.form.get("remember"):
+            session.permanent = True  # PERMANENT_SESSION_LIFETIME, for cookie and server
         flash(f"Welcome, {name}", "info")
         flash(Markup("<b>Signed in</b>"), "html")
         return redirect("/")

@@ -47,8 +47,9 @@ def build_app(mounts: dict[str, str]) -> object:
 
     def counter(name: str, url: str) -> Flask:
         app = Flask(f"two_servers_{name}")
-        # gc off: a GC pass is not what this test is about and would add store calls
-        app.config.update(COATCHECK_STORE=url, COATCHECK_GC_PROBABILITY=0)
+        # gc off: a GC pass is not what this test is about and would add store calls;
+        # browser-session cookies: a persistent one would be re-sent on every write
+        app.config.update(COATCHECK_STORE=url, COATCHECK_GC_PROBABILITY=0, SESSION_PERMANENT=False)
         init_app(app)
 
         @app.get("/count")

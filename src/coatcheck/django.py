@@ -10,6 +10,14 @@ See docs/web/django.md.
 """
 
 from .web.django_middleware import SessionMiddleware, read_only, session_options
-from .web.django_session import SessionStore, manager
+from .web.django_session import SessionStore, manager, migrate_from, web_options
 
-__all__ = ["SessionMiddleware", "SessionStore", "manager", "read_only", "session_options"]
+__all__ = [
+    "SessionMiddleware",
+    "SessionStore",
+    "manager",
+    "migrate_from",
+    "read_only",
+    "session_options",
+    "web_options",
+]

@@ -91,9 +91,7 @@ def create_app() -> Starlette:
         ]
     )
     config = Config(gc_probability=0, lock_wait=30)
-    app.add_middleware(
-        SessionMiddleware, store=os.environ["COATCHECK_BURST_STORE"], config=config
-    )
+    app.add_middleware(SessionMiddleware, store=os.environ["COATCHECK_BURST_STORE"], config=config)
     return app
 
 

@@ -198,7 +198,7 @@ def test_set_expiry_makes_a_remembered_session() -> None:
     assert session.session_key and ids.is_well_formed(session.session_key)
     again = SessionStore(session.session_key)
     assert again["user"] == "ada" and again.get_expiry_age() == 3600
-    assert again.core._core.state.header.idle == 3600
+    assert again.core.idle_timeout == 3600 and again.core.remembered
     again.save()
     assert SessionStore().exists(session.session_key)
     again.delete(session.session_key)
@@ -240,10 +240,11 @@ def test_asgi_middleware_under_djangos_asgi_handler() -> None:
     from django.core.asgi import get_asgi_application
     from starlette.testclient import TestClient
 
-    from coatcheck.web.asgi import CoatcheckMiddleware
+    from coatcheck.web.asgi import SessionMiddleware
+    from coatcheck.web.common import WebOptions
 
     url = f"sqlite:///{Path(os.environ['COATCHECK_TEST_DIR']) / 'asgi-sessions.db'}"
-    app = CoatcheckMiddleware(get_asgi_application(), store=url, autoload=True)
+    app = SessionMiddleware(get_asgi_application(), url, options=WebOptions(autoload=True))
     # no `with`: Django's handler refuses ASGI lifespan events, which uvicorn tolerates
     client = TestClient(app, base_url="https://testserver")
     first = client.get("/scope-counter")
@@ -255,3 +256,126 @@ def test_asgi_middleware_under_djangos_asgi_handler() -> None:
     stranger = TestClient(app, base_url="https://testserver")
     stranger.cookies.set("session", ids.new_id())  # well-formed, never issued: not adopted
     assert stranger.get("/scope-counter").text == "1"
+
+
+# --- Django habits (issue: drop-in as Django's users expect) ------------------------------
+
+
+def stored(sid: str) -> dict[str, Any] | None:
+    """The stored data of a session, or None when the store has none (no lock taken)."""
+    s = manager().start(sid, read_only=True)
+    return None if s.is_new else dict(s.data)
+
+
+def test_save_gives_a_stable_key_and_sends_the_cookie() -> None:
+    client = Client()
+    first = client.get("/key")
+    key = first.content.decode()
+    assert ids.is_well_formed(key) and sid_of(first) == key
+    assert stored(key) == {}  # an empty session, stored so its key is stable
+    assert client.get("/key").content.decode() == key
+
+
+def test_changes_after_save_are_saved_at_the_end() -> None:
+    client = Client()
+    response = client.get("/save-then-change")
+    key = response.content.decode()
+    assert sid_of(response) == key
+    assert stored(key) == {"a": 1, "b": 2}
+    manager().start(key).abort()  # the lock retaken after save() was released
+
+
+def test_set_expiry_agrees_with_the_cookie_and_the_server() -> None:
+    idle = manager().config.idle_timeout
+    client = Client()
+    plain = client.get("/expiry?value=none")
+    assert plain.json()["age"] == idle
+    assert str(plain.cookies["sessionid"]["max-age"]) == str(int(idle))
+    sid = sid_of(plain)
+    assert sid is not None
+    ten = client.get("/expiry?value=600")
+    assert ten.json() == {"age": 600, "n": 2}
+    assert str(ten.cookies["sessionid"]["max-age"]) == "600"
+    assert manager().start(sid, read_only=True).idle_timeout == 600  # enforced, not only said
+    browser = client.get("/expiry?value=0")
+    assert browser.json()["n"] == 3 and browser.cookies["sessionid"]["max-age"] == ""
+    dated = client.get("/expiry?value=date")
+    assert 3590 <= dated.json()["age"] <= 3600
+
+
+@pytest.mark.parametrize("value", ["-10", "past-date"])
+def test_set_expiry_in_the_past_ends_the_session_now(value: str) -> None:
+    client = Client()
+    sid = sid_of(client.get("/expiry?value=none"))
+    assert sid is not None and stored(sid) == {"n": 1}
+    response = client.get(f"/expiry?value={value}")
+    assert response.status_code == 200
+    assert stored(sid) is None  # deleted at once: nothing left for clearsessions to find
+    morsel = response.cookies["sessionid"]
+    assert morsel.value == "" and str(morsel["max-age"]) == "0"
+    assert client.get("/expiry?value=none").json()["n"] == 1  # a fresh session
+
+
+@pytest.mark.parametrize("route", ["/logged-out-elsewhere", "/logged-out-elsewhere-optimistic"])
+def test_a_logout_elsewhere_interrupts_the_open_request(route: str) -> None:
+    client = Client()
+    sid = sid_of(client.get("/"))
+    assert sid is not None
+    response = client.get(route)
+    assert response.status_code == 400  # Django's SessionInterrupted, as its own engines do
+    assert stored(sid) is None  # never recreated under the old id
+
+
+def test_the_apps_cache_control_is_kept() -> None:
+    client = Client()
+    client.get("/")
+    response = client.get("/cached")
+    assert response["Cache-Control"] == "private, max-age=60"
+    assert "Cookie" in response["Vary"]
+
+
+def test_app_mistakes_propagate_and_nothing_is_saved() -> None:
+    from coatcheck.errors import EncodeError, SessionClosed
+
+    client = Client()
+    sid = sid_of(client.get("/"))
+    assert sid is not None
+    with pytest.raises(EncodeError):
+        client.get("/not-json")
+    with pytest.raises(SessionClosed):
+        client.get("/write-read-only")
+    assert stored(sid) == {"visits": 1}
+    manager().start(sid).abort()  # no lock left behind
+    quiet = Client(raise_request_exception=False)
+    quiet.cookies["sessionid"] = sid
+    assert quiet.get("/not-json").status_code == 500
+
+
+def test_a_skipped_view_has_no_session() -> None:
+    from coatcheck.errors import SessionNotLoaded
+
+    client = Client()
+    client.get("/")
+    STORE.calls.clear()
+    response = client.get("/skipped")
+    assert response.content == b"skipped" and STORE.calls == []
+    assert "sessionid" not in response.cookies
+    with pytest.raises(SessionNotLoaded):
+        client.get("/skipped?use=1")
+
+
+@pytest.mark.parametrize("flush", [False, True])
+def test_async_session_api(flush: bool) -> None:
+    client = Client()
+    sid = sid_of(client.get("/"))
+    response = client.get("/async-api" + ("?flush=1" if flush else ""))
+    new = sid_of(response)
+    assert new is not None
+    if flush:
+        assert response.json() == {"items": {"after": True}, "age": manager().config.idle_timeout}
+        assert new != sid and stored(str(sid)) is None
+        assert stored(new) == {"after": True}
+    else:
+        items = {"visits": 1, "a": 1, "c": 3, "d": 4, "_session_expiry": 600}  # Django's key
+        assert response.json() == {"items": items, "age": 600}
+        assert stored(new) == items

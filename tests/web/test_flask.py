@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,25 @@ import pytest
 
 flask = pytest.importorskip("flask")
 
-from coatcheck import Client, Config, SessionManager, ids  # noqa: E402
+from coatcheck import (  # noqa: E402
+    Client,
+    Config,
+    ConfigError,
+    EncodeError,
+    LockTimeout,
+    SessionManager,
+    SessionNotLoaded,
+    ids,
+)
 from coatcheck.locks import new_token  # noqa: E402
 from coatcheck.stores.base import LOCKED, LockRequest  # noqa: E402
+from coatcheck.web.common import WebOptions  # noqa: E402
 from coatcheck.web.flask import (  # noqa: E402
-    CoatcheckSessionInterface,
+    SessionInterface,
+    config_from,
     current_session,
     init_app,
+    regenerate,
     session_options,
 )
 from tests.web.djangoapp.counting import CountingStore  # noqa: E402
@@ -39,9 +52,12 @@ def store(tmp_path: Path) -> CountingStore:
     return CountingStore(str(tmp_path / "sessions.db"))
 
 
-def make(store: CountingStore, **options: Any) -> tuple[Any, SessionManager]:
-    manager = SessionManager(store, Config(gc_probability=0, lock_wait=0.2, **options))
-    app = _example().create_app({"TESTING": True}, CoatcheckSessionInterface(manager))
+def make(
+    store: CountingStore, clock: Any = None, web: WebOptions | None = None, **options: Any
+) -> tuple[Any, SessionManager]:
+    config = Config(gc_probability=0, lock_wait=0.2, **options)
+    manager = SessionManager(store, config, clock=clock)
+    app = _example().create_app({"TESTING": True}, SessionInterface(manager, options=web))
     return app, manager
 
 
@@ -307,6 +323,7 @@ def test_init_app_reads_config(tmp_path: Path) -> None:
         COATCHECK_COOKIE_NAME="sid",
         COATCHECK_IDLE_TIMEOUT=600,
         COATCHECK_GC_PROBABILITY=0,
+        SESSION_PERMANENT=False,
     )
     interface = init_app(app)
     assert interface.manager.config.cookie_name == "sid"
@@ -330,7 +347,9 @@ def test_init_app_reads_config(tmp_path: Path) -> None:
 def test_migrate_hook_copies_old_session(store: CountingStore) -> None:
     old_store = {"legacy-signed-cookie-value": {"user": "grace"}}
     manager = SessionManager(store, Config(gc_probability=0))
-    interface = CoatcheckSessionInterface(manager, migrate=lambda c: old_store.pop(c, None))
+    interface = SessionInterface(
+        manager, options=WebOptions(migrate=lambda c: old_store.pop(c, None))
+    )
     app = _example().create_app({"TESTING": True}, interface)
     client = browser(app)
     client.set_cookie("session", "legacy-signed-cookie-value")
@@ -374,3 +393,316 @@ def test_ip_binding_believes_only_trusted_proxies(tmp_path: Path, trusted: bool)
     # behind a trusted proxy the forwarded address is the client's: another network resets
     # the session; from an untrusted peer the header is ignored, so nothing changes
     assert (b"visits: 1" in moved) is trusted
+
+
+# --- Flask-Session compatibility ------------------------------------------------------------
+
+
+def flask_app(tmp_path: Path, **settings: Any) -> Any:
+    """A bare Flask app on init_app, with ``settings`` in app.config; TESTING re-raises."""
+    app = flask.Flask("settings")
+    app.config.update(
+        TESTING=True,
+        COATCHECK_STORE=f"sqlite:///{tmp_path / 'settings.db'}",
+        COATCHECK_GC_PROBABILITY=0,
+        **settings,
+    )
+    init_app(app)
+
+    @app.get("/")
+    def index() -> Any:
+        flask.session["n"] = flask.session.get("n", 0) + 1
+        s = current_session().session
+        return {"permanent": flask.session.permanent, "idle": s.idle_timeout}
+
+    return app
+
+
+def test_sid_is_the_session_id(store: CountingStore) -> None:
+    app, _ = make(store)
+
+    @app.get("/sid")
+    def sid() -> Any:
+        flask.session["x"] = 1
+        return str(flask.session.sid)  # type: ignore[attr-defined]
+
+    client = browser(app)
+    first = client.get("/sid")
+    assert first.data.decode() == cookie_of(first)
+    assert client.get("/sid").data == first.data  # same session, same id
+
+
+def test_flask_cookie_keys_are_honoured_and_coatcheck_keys_win(tmp_path: Path) -> None:
+    app = flask_app(
+        tmp_path,
+        SESSION_COOKIE_NAME="flask_sid",
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_HTTPONLY=False,
+        SESSION_COOKIE_PATH="/",
+    )
+    header = browser(app).get("/").headers["Set-Cookie"]
+    assert header.startswith("flask_sid=") and "SameSite=Strict" in header
+    assert "HttpOnly" not in header
+    assert "Secure" in header  # Flask's default SESSION_COOKIE_SECURE=False is not adopted
+    config = config_from(
+        {"SESSION_COOKIE_NAME": "flask_sid", "COATCHECK_COOKIE_NAME": "cc", **_flask_defaults()}
+    )
+    assert config.cookie_name == "cc" and config.cookie_secure and config.cookie_samesite == "Lax"
+    plain = config_from({**_flask_defaults(), "COATCHECK_COOKIE_SECURE": False})
+    assert not plain.cookie_secure  # turning Secure off takes coatcheck's own key
+
+
+def _flask_defaults() -> dict[str, Any]:
+    return dict(flask.Flask.default_config)
+
+
+def test_flask_session_keys_are_mapped() -> None:
+    base = _flask_defaults()
+    config = config_from({**base, "SESSION_ID_LENGTH": 48, "SESSION_CLEANUP_N_REQUESTS": 50})
+    assert config.id_bytes == 48
+    assert (config.gc_probability, config.gc_divisor) == (1, 50)
+    explicit = config_from({**base, "SESSION_CLEANUP_N_REQUESTS": 50, "COATCHECK_GC_DIVISOR": 7})
+    assert explicit.gc_divisor == 7  # explicit COATCHECK_* wins over a mapped key
+    with pytest.raises(ConfigError, match="SESSION_ID_LENGTH"):
+        config_from({**base, "SESSION_ID_LENGTH": 16})  # fewer than 256 bits
+    # Flask-Session's defaults ask for nothing coatcheck does not do
+    config_from(
+        {
+            **base,
+            "SESSION_USE_SIGNER": False,
+            "SESSION_KEY_PREFIX": "session:",
+            "SESSION_SERIALIZATION_FORMAT": "JSON",
+            "SESSION_FILE_THRESHOLD": 500,
+            "SESSION_REDIS": None,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "instead"),
+    [
+        ("SESSION_TYPE", "redis", "COATCHECK_STORE = 'redis://"),
+        ("SESSION_TYPE", "sqlalchemy", "postgresql://"),
+        ("SESSION_TYPE", "mongodb", "no such store"),
+        ("SESSION_REDIS", object(), "redis://"),
+        ("SESSION_USE_SIGNER", True, "remove it"),
+        ("SESSION_KEY_PREFIX", "app:", "prefix="),
+        ("SESSION_SERIALIZATION_FORMAT", "msgpack", "JSON only"),
+        ("SESSION_FILE_DIR", "/tmp/flask_session", "file://"),
+        ("SESSION_FILE_MODE", 0o640, "mode="),
+        ("SESSION_SQLALCHEMY_TABLE", "web_sessions", "table="),
+        ("SESSION_DYNAMODB", object(), "no such store"),
+        ("SESSION_REFRESH_EACH_REQUEST", False, "TOUCH_THRESHOLD"),
+    ],
+)
+def test_flask_session_keys_coatcheck_cannot_honour_are_refused(
+    tmp_path: Path, key: str, value: Any, instead: str
+) -> None:
+    app = flask.Flask("refused")
+    app.config.update({"COATCHECK_STORE": f"sqlite:///{tmp_path / 'r.db'}", key: value})
+    with pytest.raises(ConfigError, match=key) as refused:
+        init_app(app)
+    assert instead in str(refused.value)
+
+
+def test_session_permanent_default_persists_the_cookie_for_the_idle_timeout(
+    tmp_path: Path,
+) -> None:
+    response = browser(flask_app(tmp_path, COATCHECK_IDLE_TIMEOUT=600)).get("/")
+    assert response.json == {"permanent": True, "idle": 600}
+    assert "Max-Age=600" in response.headers["Set-Cookie"]  # cookie and server agree
+
+
+def test_permanent_session_lifetime_is_the_idle_timeout_when_set(tmp_path: Path) -> None:
+    app = flask_app(tmp_path, PERMANENT_SESSION_LIFETIME=timedelta(hours=2))
+    response = browser(app).get("/")
+    assert response.json == {"permanent": True, "idle": 7200}
+    assert "Max-Age=7200" in response.headers["Set-Cookie"]
+
+
+def test_flask_default_lifetime_does_not_become_every_sessions_timeout(tmp_path: Path) -> None:
+    response = browser(flask_app(tmp_path)).get("/")
+    assert response.json == {"permanent": True, "idle": Config().idle_timeout}  # not 31 days
+    assert f"Max-Age={int(Config().idle_timeout)}" in response.headers["Set-Cookie"]
+
+
+def test_non_permanent_sessions_get_a_browser_session_cookie(tmp_path: Path) -> None:
+    response = browser(flask_app(tmp_path, SESSION_PERMANENT=False)).get("/")
+    assert response.json == {"permanent": False, "idle": Config().idle_timeout}
+    assert "Max-Age" not in response.headers["Set-Cookie"]
+
+
+def test_permanent_true_is_remember_me_for_cookie_and_server(store: CountingStore) -> None:
+    now = [1_000_000.0]
+    app, _ = make(store, clock=lambda: now[0])  # idle_timeout 1440 s, browser cookie
+    remembered, forgotten = browser(app), browser(app)
+    login = remembered.post("/login", data={"user": "ada", "remember": "on"})
+    assert "Max-Age=2592000" in login.headers["Set-Cookie"]  # PERMANENT_SESSION_LIFETIME
+    plain = forgotten.post("/login", data={"user": "bob"})
+    assert "Max-Age" not in plain.headers["Set-Cookie"]
+    now[0] += 2 * 3600  # past the configured idle timeout, well within the permanent one
+    assert b"Hello ada" in remembered.get("/").data  # the server honours the lifetime too
+    assert b"Hello nobody" in forgotten.get("/").data
+
+
+def test_permanent_false_on_a_persistent_cookie_is_refused(tmp_path: Path) -> None:
+    app = flask_app(tmp_path)
+
+    @app.get("/forget")
+    def forget() -> Any:
+        flask.session.permanent = False
+        return "ok"
+
+    with pytest.raises(ConfigError, match="SESSION_PERMANENT = False"):
+        browser(app).get("/forget")
+
+
+def test_regenerate_with_grace_lets_in_flight_requests_follow(store: CountingStore) -> None:
+    app, _ = make(store)
+
+    @app.post("/login-grace")
+    def login_grace() -> Any:
+        regenerate(grace=30)
+        flask.session["user"] = "ada"
+        return "ok"
+
+    client = browser(app)
+    before = cookie_of(client.get("/"))
+    after = cookie_of(client.post("/login-grace"))
+    assert before and after and after != before
+    late = browser(app)  # a request that left with the old id before the login answered
+    late.set_cookie("session", before)
+    assert b"Hello ada" in late.get("/").data
+
+
+def test_encode_error_propagates_as_the_apps_bug(store: CountingStore) -> None:
+    app, manager = make(store)
+
+    @app.get("/date")
+    def date() -> Any:
+        flask.session["when"] = datetime.now(UTC)  # not JSON
+        return "ok"
+
+    client = browser(app)
+    client.get("/")
+    with pytest.raises(EncodeError):
+        client.get("/date")  # TESTING: Flask re-raises it, as any exception
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    failed = client.get("/date")
+    assert failed.status_code == 500 and b"session error" not in failed.data  # Flask's 500
+    sid = client.get_cookie("session")
+    assert sid is not None
+    check = manager.start(sid.value, client=UA)  # the lock was released
+    assert "when" not in check
+    check.abort()
+
+
+def test_app_cache_control_is_kept(store: CountingStore) -> None:
+    app, _ = make(store)
+
+    @app.get("/cached")
+    def cached() -> Any:
+        flask.session["x"] = 1
+        return "ok", 200, {"Cache-Control": "private, max-age=60", "Vary": "Accept"}
+
+    response = browser(app).get("/cached")
+    assert response.headers.getlist("Cache-Control") == ["private, max-age=60"]
+    assert response.headers["Vary"] == "Accept, Cookie"
+
+
+def test_on_error_answers_at_first_use_and_at_save(store: CountingStore) -> None:
+    def busy(exc: Exception) -> tuple[int, list[tuple[str, str]], bytes]:
+        return 429, [("Retry-After", "9")], type(exc).__name__.encode()
+
+    web = WebOptions(on_error=busy)
+    app, manager = make(store, web=web, lock_mode="optimistic")
+    caught: list[Exception] = []
+
+    @app.get("/race")
+    def race() -> Any:
+        flask.session["x"] = "mine"
+        other = manager.start(flask.request.cookies["session"], client=UA)
+        other["x"] = "theirs"
+        other.write_close()
+        return "ok"
+
+    client = browser(app)
+    client.get("/")
+    saved = client.get("/race")
+    assert (saved.status_code, saved.data) == (429, b"SessionConflict")
+
+    exclusive, holder_manager = make(CountingStore(str(store.path)), web=web)
+
+    @exclusive.errorhandler(LockTimeout)
+    def note(e: LockTimeout) -> Any:
+        caught.append(e)
+        return e  # Flask renders the HTTPException: on_error's reply
+
+    other = browser(exclusive)
+    other.get("/")
+    sid = other.get_cookie("session")
+    assert sid is not None
+    holder = holder_manager.start(sid.value, client=UA)
+    try:
+        loaded = other.get("/")
+    finally:
+        holder.abort()
+    assert (loaded.status_code, loaded.data) == (429, b"LockTimeout")
+    assert loaded.headers["Retry-After"] == "9" and len(caught) == 1
+
+
+def test_skip_route_has_no_session(store: CountingStore) -> None:
+    app, _ = make(store)
+
+    @app.get("/static-ish")
+    @session_options(skip=True)
+    def static_ish() -> Any:
+        return flask.session.get("user", "-")
+
+    client = browser(app)
+    client.get("/")
+    store.calls.clear()
+    with pytest.raises(SessionNotLoaded):
+        client.get("/static-ish")
+    assert store.calls == []
+
+
+@pytest.mark.parametrize("kind", ["manager", "store", "url"])
+def test_init_app_takes_a_manager_a_store_or_a_url(tmp_path: Path, kind: str) -> None:
+    path = str(tmp_path / "kinds.db")
+    given: Any = {
+        "manager": SessionManager(CountingStore(path), Config(cookie_name="m")),
+        "store": CountingStore(path),
+        "url": f"sqlite:///{path}",
+    }[kind]
+    app = flask.Flask("kinds")
+    app.config["COATCHECK_COOKIE_NAME"] = "from_settings"
+    interface = init_app(app, given)
+    expected = "m" if kind == "manager" else "from_settings"
+    assert interface.manager.config.cookie_name == expected
+    with pytest.raises(ConfigError):
+        SessionInterface(SessionManager(CountingStore(path)), Config())
+
+
+def test_permanent_in_before_request_writes_only_once(tmp_path: Path) -> None:
+    store = CountingStore(str(tmp_path / "idiom.db"))
+    app = flask.Flask("idiom")
+    app.config.update(TESTING=True, COATCHECK_GC_PROBABILITY=0)
+    init_app(app, store)
+
+    @app.before_request
+    def make_permanent() -> None:
+        flask.session.permanent = True  # the usual Flask idiom, on every request
+
+    @app.get("/")
+    def index() -> Any:
+        flask.session.setdefault("user", "ada")
+        return {"idle": current_session().session.idle_timeout}
+
+    client = browser(app)
+    first = client.get("/")
+    assert first.json == {"idle": 31 * 86400}  # PERMANENT_SESSION_LIFETIME
+    assert "Max-Age=2678400" in first.headers["Set-Cookie"]
+    store.calls.clear()
+    assert client.get("/").json == {"idle": 31 * 86400}
+    assert "write" not in store.calls  # already permanent: remember() is not redone

@@ -1,5 +1,7 @@
 # Generated from _async.py by scripts/unasync.py: edit that file, then run `make unasync`.
-"""The request lifecycle every web adapter runs, framework-free (async source).
+"""The request lifecycle every web adapter runs, framework-free.
+
+Written once as async code; the sync twin is generated from it (``make unasync``).
 
 One request's session, from the cookie to the response headers: lazy load with the
 route's options, the app's use, then :meth:`RequestSession.finish` with the status,
@@ -129,26 +131,29 @@ class RequestSession(MutableMapping[str, Any]):
         asked = read_only is not None or lock_mode is not None
         if asked and (self._session is None or self._untouched_fresh()):
             lock_mode = lock_mode or self.route.lock_mode
-            self.configure(RouteOptions(read_only=bool(read_only), lock_mode=lock_mode))
+            self.configure(
+                RouteOptions(read_only=bool(read_only), lock_mode=lock_mode, skip=self.route.skip)
+            )
         if self._session is not None:
             return self._session
         self._check_usable()
         route = self.route
         try:
             if self.names_stored_session:
-                self._session = self.manager.start(
+                session = self.manager.start(
                     self.cookie,
                     client=self.client,
                     read_only=route.read_only,
                     lock_mode=route.lock_mode,
                 )
+                self._session = session
             else:
-                self._begin()
-            self._migrate(self._session)
+                session = self._begin()
+            self._migrate(session)
         except ANSWERED as e:
             self.failure = e
             raise
-        return self._session
+        return session
 
     def finish(self, status: int) -> list[tuple[str, str]]:
         """Save the session (abort it for a failed response) and return the headers the

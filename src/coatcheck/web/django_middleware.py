@@ -1,51 +1,48 @@
-"""Django middleware for coatcheck sessions: Django's own, plus what locking needs.
+"""Django middleware for coatcheck sessions: ``coatcheck.django.SessionMiddleware``.
 
-Use ``coatcheck.django.SessionMiddleware`` in place of
-``django.contrib.sessions.middleware.SessionMiddleware``. On top of Django's behaviour it:
-honours per-view :func:`session_options` (read-only, lock mode); releases the lock (and
-extends the idle deadline) of sessions that were read but not modified; drops changes on
-a 5xx; answers 503 (+ Retry-After) / 409 for store outages, lock timeouts and conflicts;
-and marks responses that used the session ``Cache-Control: private, no-store``.
+Use it in place of ``django.contrib.sessions.middleware.SessionMiddleware``. It runs the
+request lifecycle every coatcheck adapter runs: a response's session is saved, or aborted
+for a 5xx (unless ``save_on_error``); the cookie comes from coatcheck's Config; ``Vary:
+Cookie`` and Cache-Control follow :func:`~coatcheck.web.common.merge_headers`. A store
+outage or a busy lock is answered by ``WebOptions.on_error`` (503 + Retry-After), a
+concurrent change by a 409, a session deleted by another request (a logout elsewhere) by
+Django's ``SessionInterrupted`` (400); other errors propagate. Per-view options:
+:func:`session_options` and :func:`read_only`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware  # type: ignore[import-untyped]
+from django.contrib.sessions.backends.base import UpdateError  # type: ignore[import-untyped]
+from django.contrib.sessions.exceptions import SessionInterrupted  # type: ignore[import-untyped]
+from django.contrib.sessions.middleware import (  # type: ignore[import-untyped]
+    SessionMiddleware as DjangoSessionMiddleware,
+)
 from django.http import HttpRequest, HttpResponse, HttpResponseBase  # type: ignore[import-untyped]
-from django.utils.cache import patch_cache_control  # type: ignore[import-untyped]
 
-from ..config import LockMode
+from ..config import Config, LockMode
+from ..cookies import CookieAction
 from ..errors import CoatcheckError
-from .common import environ_client, error_response
-from .django_session import SessionStore, web_options
+from .common import ANSWERED, RouteOptions, environ_client, mark_route, merge_headers, route_options
+from .django_session import SessionStore, manager, web_options
 
 F = TypeVar("F", bound=Callable[..., Any])
-_VIEW_OPTIONS = "_coatcheck_session_options"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ViewOptions:
-    read_only: bool = False
-    lock_mode: LockMode | None = None
+INTERRUPTED = (  # Django's own words, so logs and tests read the same
+    "The request's session was deleted before the request completed. "
+    "The user may have logged out in a concurrent request, for example."
+)
 
 
 def session_options(
-    *, read_only: bool = False, lock_mode: LockMode | None = None
+    *, read_only: bool = False, lock_mode: LockMode | None = None, skip: bool = False
 ) -> Callable[[F], F]:
     """Decorate a view: ``read_only=True`` reads without a lock and never writes (PHP's
-    ``read_and_close``); ``lock_mode`` overrides the configured mode for this view.
-    """
-    options = ViewOptions(read_only, lock_mode)
-
-    def mark(view: F) -> F:
-        setattr(view, _VIEW_OPTIONS, options)
-        return view
-
-    return mark
+    ``read_and_close``); ``lock_mode`` overrides the configured mode for this view;
+    ``skip=True`` gives it no session at all."""
+    options = RouteOptions(read_only=read_only, lock_mode=lock_mode, skip=skip)
+    return lambda view: mark_route(view, options)
 
 
 def read_only(view: F) -> F:
@@ -54,52 +51,72 @@ def read_only(view: F) -> F:
 
 
 class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]  # Django is untyped
-    """Django's SessionMiddleware, made lock-aware for coatcheck sessions."""
+    """``request.session`` as a coatcheck :class:`SessionStore`, saved by the lifecycle.
+
+    A view that puts another engine's session in ``request.session`` gets Django's own
+    handling of it.
+    """
 
     def process_request(self, request: HttpRequest) -> None:
-        super().process_request(request)
-        session = request.session
-        if isinstance(session, SessionStore):
-            session.client = environ_client(request.META, web_options())
+        cookie = request.COOKIES.get(manager().config.cookie_name)
+        client = environ_client(request.META, web_options())
+        request.session = SessionStore(cookie, client=client)
 
     def process_view(
         self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
     ) -> None:
-        options = getattr(view, _VIEW_OPTIONS, None)
+        route = route_options(view)
         session = getattr(request, "session", None)
-        started = isinstance(session, SessionStore) and session.started
-        if isinstance(options, ViewOptions) and isinstance(session, SessionStore) and not started:
-            session.read_only = options.read_only
-            session.lock_mode = options.lock_mode
+        if route is not None and isinstance(session, SessionStore):
+            session.configure(route)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if isinstance(exception, CoatcheckError):
-            return _error(exception)
+        if isinstance(exception, ANSWERED):
+            return _answer(exception)
         return None
 
     def process_response(self, request: HttpRequest, response: HttpResponseBase) -> Any:
         session = getattr(request, "session", None)
-        if not isinstance(session, SessionStore) or not session.started:
+        if not isinstance(session, SessionStore):
             return super().process_response(request, response)
-        status = response.status_code
-        if not web_options().saves(status):
-            session.abandon()
         try:
-            if status >= 500 and session.modified and not session.core.closed:
-                # save_on_error: Django's own middleware never saves a 5xx (nor sends its
-                # cookie), so the data is saved here.
-                session.save()
-            response = super().process_response(request, response)
-            session.close_unsaved()
-        except CoatcheckError as e:
-            session.abandon()
-            return _error(e)
-        patch_cache_control(response, private=True, no_store=True)
+            cookie, headers = session.finish(response.status_code)
+        except UpdateError:
+            raise SessionInterrupted(INTERRUPTED) from None
+        except ANSWERED as e:
+            session.abort()
+            return _answer(e)
+        if cookie is not None:
+            _set_cookie(response, session.config, cookie)
+        for name, value in merge_headers(list(response.items()), headers):
+            response[name] = value
         return response
 
 
-def _error(exc: CoatcheckError) -> HttpResponse:
-    status, headers, body = error_response(exc)
+def _set_cookie(response: HttpResponseBase, config: Config, action: CookieAction) -> None:
+    """Through Django's cookie API, so ``response.cookies`` (and the test client) see it."""
+    if action.value is None:
+        response.delete_cookie(
+            config.cookie_name,
+            path=config.cookie_path,
+            domain=config.cookie_domain,
+            samesite=config.cookie_samesite,
+        )
+        return
+    response.set_cookie(
+        config.cookie_name,
+        action.value,
+        max_age=action.max_age,
+        path=config.cookie_path,
+        domain=config.cookie_domain,
+        secure=config.cookie_secure,
+        httponly=config.cookie_httponly,
+        samesite=config.cookie_samesite,
+    )
+
+
+def _answer(exc: CoatcheckError) -> HttpResponse:
+    status, headers, body = web_options().on_error(exc)
     response = HttpResponse(body, status=status)
     for name, value in headers:
         response[name] = value

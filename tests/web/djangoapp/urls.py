@@ -1,10 +1,13 @@
-"""The example's URLs plus views that exercise failure paths."""
+"""The example's URLs plus views that exercise failure paths and Django's session API."""
 
-from django.http import HttpRequest, HttpResponse
+from datetime import timedelta
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
+from django.utils import timezone
 from exampleproject.urls import urlpatterns as example
 
-from coatcheck.django import session_options
+from coatcheck.django import SessionStore, session_options
 
 
 def boom(request: HttpRequest) -> HttpResponse:
@@ -27,11 +30,91 @@ def peek(request: HttpRequest) -> HttpResponse:
     return HttpResponse(str(request.session.get("visits")))
 
 
+def key(request: HttpRequest) -> HttpResponse:
+    """The common Django idiom for a session key to hand out (a cart, an upload)."""
+    if not request.session.session_key:
+        request.session.save()
+    return HttpResponse(request.session.session_key)
+
+
+def save_then_change(request: HttpRequest) -> HttpResponse:
+    request.session["a"] = 1
+    request.session.save()  # persisted and unlocked now
+    request.session["b"] = request.session["a"] + 1  # read again, relocked, saved at the end
+    return HttpResponse(request.session.session_key)
+
+
+def expiry(request: HttpRequest) -> HttpResponse:
+    value = request.GET["value"]
+    request.session["n"] = request.session.get("n", 0) + 1
+    if value == "past-date":
+        request.session.set_expiry(timezone.now() - timedelta(hours=1))
+    elif value == "date":
+        request.session.set_expiry(timezone.now() + timedelta(hours=1))
+    elif value != "none":
+        request.session.set_expiry(int(value))
+    return JsonResponse(
+        {"age": request.session.get_expiry_age(), "n": request.session["n"]},
+    )
+
+
+def logged_out_elsewhere(request: HttpRequest) -> HttpResponse:
+    request.session["x"] = 1  # read and locked
+    SessionStore(request.session.session_key).delete()  # "log out everywhere", meanwhile
+    return HttpResponse("ok")
+
+
+@session_options(lock_mode="optimistic")
+def logged_out_elsewhere_optimistic(request: HttpRequest) -> HttpResponse:
+    return logged_out_elsewhere(request)
+
+
+def cached(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(str(request.session.get("visits")))
+    response["Cache-Control"] = "private, max-age=60"
+    return response
+
+
+def not_json(request: HttpRequest) -> HttpResponse:
+    request.session["when"] = timezone.now()  # a datetime: JSON cannot hold it as it is
+    return HttpResponse("ok")
+
+
+@session_options(read_only=True)
+def write_read_only(request: HttpRequest) -> HttpResponse:
+    request.session["x"] = 1
+    return HttpResponse("ok")
+
+
+@session_options(skip=True)
+def skipped(request: HttpRequest) -> HttpResponse:
+    if request.GET.get("use"):
+        request.session.get("visits")
+    return HttpResponse("skipped")
+
+
 async def async_view(request: HttpRequest) -> HttpResponse:
     await request.session.aset("n", (await request.session.aget("n", 0)) + 1)
     if request.GET.get("cycle"):
         await request.session.acycle_key()
     return HttpResponse(str(await request.session.aget("n")))
+
+
+async def async_api(request: HttpRequest) -> HttpResponse:
+    """Django 5's async SessionBase API, save() and changes after it included."""
+    session = request.session
+    await session.aupdate({"a": 1, "b": 2})
+    assert await session.asetdefault("c", 3) == 3
+    assert await session.apop("b") == 2 and await session.ahas_key("a")
+    await session.aset_expiry(600)
+    await session.asave()
+    await session.aset("d", 4)  # after asave(): read again and relocked, in Django's thread
+    if request.GET.get("flush"):
+        await session.aflush()
+        await session.aset("after", True)
+    return JsonResponse(
+        {"items": dict(await session.aitems()), "age": await session.aget_expiry_age()}
+    )
 
 
 def scope_counter(request: HttpRequest) -> HttpResponse:
@@ -46,6 +129,16 @@ urlpatterns = [
     path("boom", boom),
     path("race", race),
     path("peek", peek),
+    path("key", key),
+    path("save-then-change", save_then_change),
+    path("expiry", expiry),
+    path("logged-out-elsewhere", logged_out_elsewhere),
+    path("logged-out-elsewhere-optimistic", logged_out_elsewhere_optimistic),
+    path("cached", cached),
+    path("not-json", not_json),
+    path("write-read-only", write_read_only),
+    path("skipped", skipped),
     path("async", async_view),
+    path("async-api", async_api),
     path("scope-counter", scope_counter),
 ]
