@@ -124,8 +124,10 @@ def test_autoload_rules() -> None:
     assert rules.autoloads("/app/x") and rules.autoloads("/api/v2/cart")
     assert not rules.autoloads("/api/vx/") and not rules.autoloads("/static/a.css")
     assert WebOptions(autoload=True).autoloads("/anything")
-    with pytest.raises(ConfigError, match="not one string"):
+    with pytest.raises(ConfigError, match=r"write autoload=\['/app'\]"):
         WebOptions(autoload="/app")
+    with pytest.raises(ConfigError, match=r"write autoload=\[re.compile"):
+        WebOptions(autoload=re.compile("^/api"))  # type: ignore[arg-type]
 
 
 def test_option_values_in_any_letter_case() -> None:

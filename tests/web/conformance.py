@@ -22,9 +22,20 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from coatcheck import Client, SessionManager, ids
+from coatcheck.locks import new_token
+from coatcheck.stores.base import LOCKED, LockRequest
 
 UA = "conformance"
 LEGACY = "legacy-token"  # a cookie of the store being migrated from
+
+
+def lock_free(manager: SessionManager, sid: str) -> bool:
+    """Whether the session's lock is free (taken and given back at once)."""
+    key, token = ids.storage_key(sid), new_token()
+    if manager.store.read(key, LockRequest(token, 5)) is LOCKED:
+        return False
+    manager.store.release(key, token)
+    return True
 
 
 def migrate(cookie: str) -> Mapping[str, Any] | None:

@@ -379,3 +379,79 @@ def test_async_session_api(flush: bool) -> None:
         items = {"visits": 1, "a": 1, "c": 3, "d": 4, "_session_expiry": 600}  # Django's key
         assert response.json() == {"items": items, "age": 600}
         assert stored(new) == items
+
+
+def test_the_cookie_is_secure_unless_the_settings_say_otherwise() -> None:
+    from unittest import mock
+
+    from django.conf import settings
+
+    from coatcheck.web.django_session import _config
+
+    with override_settings(SESSION_COOKIE_SECURE=False):  # the user's choice
+        assert _config(settings.COATCHECK).cookie_secure is False
+    unset = mock.patch.object(
+        settings, "is_overridden", lambda name: name != "SESSION_COOKIE_SECURE"
+    )
+    with override_settings(SESSION_COOKIE_SECURE=False), unset:  # Django's default only
+        assert _config(settings.COATCHECK).cookie_secure is True
+        assert "secure" in str(Client().get("/").cookies["sessionid"]).lower()
+
+
+# --- the web conformance scenarios every adapter passes (tests/web/conformance.py) --------
+
+from coatcheck import Client as CoatcheckClient  # noqa: E402
+from tests.web.conformance import SCENARIOS, UA, Reply  # noqa: E402
+from tests.web.conformance import migrate as conformance_migrate  # noqa: E402
+
+DJANGO_DIFFERS = {
+    "emptied_session": "Django's clear() keeps the session and its key, and flush() is the "
+    "logout; the adapter keeps Django's meaning (Django's own test_empty_session_saved)",
+}
+"""Scenario -> why Django's adapter differs on purpose (also in docs/web/django.md)."""
+
+
+class DjangoWeb:
+    """Requests through django.test.Client, to the conformance routes under /conf/."""
+
+    def __init__(self) -> None:
+        self.client = Client(raise_request_exception=False, HTTP_USER_AGENT=UA)
+        self.manager = manager()
+
+    def request(self, method: str, path: str, cookie: str | None = None) -> Reply:
+        self.client.cookies.clear()
+        if cookie:
+            self.client.cookies["session"] = cookie
+        r = self.client.generic(method, "/conf" + path)
+        return Reply(
+            r.status_code,
+            list(r.items()),
+            r.content.decode(),
+            [m.OutputString() for m in r.cookies.values()],
+        )
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_conformance_scenario(scenario: str, tmp_path: Path) -> None:
+    conf = {
+        "STORE": f"sqlite:///{tmp_path / 'conformance.db'}",
+        "CONFIG": {"gc_probability": 0, "lock_wait": 0.2},
+        "WEB": {"migrate": conformance_migrate},
+    }
+    cookie = {
+        "SESSION_COOKIE_NAME": "session",
+        "SESSION_COOKIE_SECURE": True,
+        "SESSION_EXPIRE_AT_BROWSER_CLOSE": True,  # a persistent cookie is resent as it slides
+    }
+    with override_settings(COATCHECK=conf, **cookie):
+        web = DjangoWeb()
+        if scenario not in DJANGO_DIFFERS:
+            SCENARIOS[scenario](web)
+            return
+        # emptied_session, as Django defines it: kept, empty, under the same key
+        sid = web.request("GET", "/count").sid()
+        assert sid is not None
+        cleared = web.request("POST", "/clear", sid)
+        assert cleared.status == 200 and "max-age=0" not in str(cleared.session_cookie()).lower()
+        kept = web.manager.start(sid, client=CoatcheckClient(user_agent=UA), read_only=True)
+        assert not kept.is_new and dict(kept) == {}

@@ -12,25 +12,15 @@ import pytest
 # FastAPI reads the routes' annotations at run time, so these live at module level
 from fastapi import Request
 
-from coatcheck import AsyncSessionManager, Config, SessionManager, ids
-from coatcheck.locks import new_token
-from coatcheck.stores.base import LOCKED, LockRequest
+from coatcheck import AsyncSessionManager, Config, SessionManager
 from coatcheck.stores.sqlite import AsyncSQLiteStore, SQLiteStore
 from coatcheck.web.common import WebOptions
 from coatcheck.web.fastapi import ReadOnlySessionDep, SessionDep
-from tests.web.conformance import SCENARIOS, UA, Reply, Web, migrate
+from tests.web.conformance import SCENARIOS, UA, Reply, Web, lock_free, migrate
 
 CONFIG = Config(gc_probability=0, lock_wait=0.2)
 OPTIONS = WebOptions(migrate=migrate)
 GRACE = 30.0
-
-
-def lock_free(manager: SessionManager, sid: str) -> bool:
-    key, token = ids.storage_key(sid), new_token()
-    if manager.store.read(key, LockRequest(token, 5)) is LOCKED:
-        return False
-    manager.store.release(key, token)
-    return True
 
 
 class WSGIWeb:
@@ -266,10 +256,77 @@ def wsgi_app(db: str, check: SessionManager) -> Any:
     return SessionMiddleware(app, SessionManager(SQLiteStore(db), CONFIG), options=OPTIONS)
 
 
+def flask_app(db: str, check: SessionManager) -> Any:
+    from flask import Flask, session
+
+    from coatcheck.web.flask import init_app, session_options
+
+    app = Flask(__name__)
+    app.config["SESSION_PERMANENT"] = False  # Flask's own default; the scenarios expect it
+
+    def plain(body: str, status: int = 200, **headers: str) -> Any:
+        extra = {name.replace("_", "-"): value for name, value in headers.items()}
+        return body, status, {"Content-Type": "text/plain", **extra}
+
+    @app.get("/count")
+    def count() -> Any:
+        session["n"] = session.get("n", 0) + 1
+        return plain(str(session["n"]))
+
+    @app.get("/none")
+    def none() -> Any:
+        return plain("ok")
+
+    @app.get("/peek")
+    @session_options(read_only=True)
+    def peek() -> Any:
+        return plain(str(session.get("n")))
+
+    @app.get("/early")
+    def early() -> Any:
+        session["n"] = session.get("n", 0) + 1
+        session.write_close()  # type: ignore[attr-defined]
+        return plain("free" if lock_free(check, session.sid) else "held")  # type: ignore[attr-defined]
+
+    @app.post("/login")
+    def login() -> Any:
+        session["user"] = "ada"
+        session.regenerate(grace=GRACE)  # type: ignore[attr-defined]
+        return plain("in")
+
+    @app.post("/logout")
+    def logout() -> Any:
+        session.destroy()  # type: ignore[attr-defined]
+        return plain("out")
+
+    @app.post("/clear")
+    def clear() -> Any:
+        session.clear()
+        return plain("cleared")
+
+    @app.get("/fail")
+    def fail() -> Any:
+        session["n"] = 999
+        return plain("failed", 500)
+
+    @app.get("/bad")
+    def bad() -> Any:
+        session["n"] = {1, 2}
+        return plain("bad")
+
+    @app.get("/cached")
+    def cached() -> Any:
+        return plain(str(session.get("n")), Cache_Control="public, max-age=60")
+
+    init_app(app, SessionManager(SQLiteStore(db), CONFIG), options=OPTIONS)
+    return app
+
+
 APPS: dict[str, tuple[Callable[[str, SessionManager], Any], type[Any]]] = {
     "starlette": (starlette_app, ASGIWeb),
     "fastapi": (fastapi_app, ASGIWeb),
     "wsgi": (wsgi_app, WSGIWeb),
+    "flask": (flask_app, WSGIWeb),
 }
 
 

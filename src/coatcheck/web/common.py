@@ -101,7 +101,10 @@ class WebOptions:
             raise ConfigError("proxy_header must be 'X-Forwarded-For' or 'Forwarded'")
         object.__setattr__(self, "proxy_header", header)
         if isinstance(self.autoload, str | re.Pattern):
-            raise ConfigError("autoload takes True or a list of path prefixes, not one string")
+            raise ConfigError(
+                f"autoload takes True or a list of path prefixes and patterns, not one: "
+                f"write autoload=[{self.autoload!r}]"
+            )
         if not isinstance(self.autoload, bool):
             object.__setattr__(self, "autoload", tuple(self.autoload))
         if self.cache_control is not None and _UNSAFE_HEADER.search(self.cache_control):

@@ -60,7 +60,9 @@ def _setup() -> tuple[SessionManager, WebOptions]:
         raise ConfigError('set COATCHECK = {"STORE": "<store url>"} in the Django settings')
     names = ("NAME", "PATH", "DOMAIN", "SECURE", "HTTPONLY", "SAMESITE", "AGE")
     django = [getattr(settings, f"SESSION_COOKIE_{n}") for n in names]
-    cache_key = repr((sorted(conf.items()), django, settings.SESSION_EXPIRE_AT_BROWSER_CLOSE))
+    chosen = settings.is_overridden("SESSION_COOKIE_SECURE")
+    browser = settings.SESSION_EXPIRE_AT_BROWSER_CLOSE
+    cache_key = repr((sorted(conf.items()), django, chosen, browser))
     found = _setups.get(cache_key)
     if found is None:
         found = SessionManager(open_store(conf["STORE"]), _config(conf)), _web_options(conf)
@@ -75,12 +77,14 @@ def _config(conf: dict[str, Any]) -> Config:
         "cookie_name": settings.SESSION_COOKIE_NAME,
         "cookie_path": settings.SESSION_COOKIE_PATH,
         "cookie_domain": settings.SESSION_COOKIE_DOMAIN,
-        "cookie_secure": bool(settings.SESSION_COOKIE_SECURE),
         "cookie_httponly": bool(settings.SESSION_COOKIE_HTTPONLY),
         "cookie_samesite": settings.SESSION_COOKIE_SAMESITE or None,
         "idle_timeout": float(settings.SESSION_COOKIE_AGE),
-        **own,
     }
+    if settings.is_overridden("SESSION_COOKIE_SECURE"):
+        # Django's default (False) is no choice of the user's: coatcheck's cookie stays Secure
+        merged["cookie_secure"] = bool(settings.SESSION_COOKIE_SECURE)
+    merged.update(own)
     if "cookie_lifetime" not in own:  # the cookie lives as long as the session, as in Django
         browser = settings.SESSION_EXPIRE_AT_BROWSER_CLOSE
         merged["cookie_lifetime"] = 0 if browser else merged["idle_timeout"]

@@ -5,9 +5,11 @@ from datetime import timedelta
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from exampleproject.urls import urlpatterns as example
 
-from coatcheck.django import SessionStore, session_options
+from coatcheck.django import SessionStore, manager, session_options
+from tests.web.conformance import lock_free
 
 
 def boom(request: HttpRequest) -> HttpResponse:
@@ -124,6 +126,79 @@ def scope_counter(request: HttpRequest) -> HttpResponse:
     return HttpResponse(str(session["n"]))
 
 
+# --- the web conformance routes (tests/web/conformance.py), under /conf/ ------------------
+
+
+def _n(request: HttpRequest) -> int:
+    request.session["n"] = request.session.get("n", 0) + 1
+    return int(request.session["n"])
+
+
+def conf_count(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(str(_n(request)))
+
+
+def conf_none(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok")
+
+
+@session_options(read_only=True)
+def conf_peek(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(str(request.session.get("n")))
+
+
+def conf_early(request: HttpRequest) -> HttpResponse:
+    _n(request)
+    request.session.save()  # session_write_close()
+    free = lock_free(manager(), str(request.session.session_key))
+    return HttpResponse("free" if free else "held")
+
+
+def conf_login(request: HttpRequest) -> HttpResponse:
+    request.session["user"] = "ada"
+    request.session.core.regenerate_id(grace=30.0)  # cycle_key(), with a grace window
+    return HttpResponse("in")
+
+
+def conf_logout(request: HttpRequest) -> HttpResponse:
+    request.session.flush()
+    return HttpResponse("out")
+
+
+def conf_clear(request: HttpRequest) -> HttpResponse:
+    request.session.clear()
+    return HttpResponse("cleared")
+
+
+def conf_fail(request: HttpRequest) -> HttpResponse:
+    request.session["n"] = 999
+    return HttpResponse("failed", status=500)
+
+
+def conf_bad(request: HttpRequest) -> HttpResponse:
+    request.session["n"] = {1, 2}  # not JSON: a bug in the app
+    return HttpResponse("bad")
+
+
+def conf_cached(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(str(request.session.get("n")))
+    response["Cache-Control"] = "public, max-age=60"
+    return response
+
+
+conformance = [
+    path("conf/count", conf_count),
+    path("conf/none", conf_none),
+    path("conf/peek", conf_peek),
+    path("conf/early", conf_early),
+    path("conf/login", csrf_exempt(conf_login)),
+    path("conf/logout", csrf_exempt(conf_logout)),
+    path("conf/clear", csrf_exempt(conf_clear)),
+    path("conf/fail", conf_fail),
+    path("conf/bad", conf_bad),
+    path("conf/cached", conf_cached),
+]
+
 urlpatterns = [
     *example,
     path("boom", boom),
@@ -141,4 +216,5 @@ urlpatterns = [
     path("async", async_view),
     path("async-api", async_api),
     path("scope-counter", scope_counter),
+    *conformance,
 ]
