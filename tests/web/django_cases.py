@@ -455,3 +455,19 @@ def test_conformance_scenario(scenario: str, tmp_path: Path) -> None:
         assert cleared.status == 200 and "max-age=0" not in str(cleared.session_cookie()).lower()
         kept = web.manager.start(sid, client=CoatcheckClient(user_agent=UA), read_only=True)
         assert not kept.is_new and dict(kept) == {}
+
+
+def test_save_every_request_extends_an_unused_session() -> None:
+    client = Client()
+    sid = sid_of(client.get("/"))
+    assert sid is not None
+    before = manager().start(sid, read_only=True).expires_at
+    STORE.calls.clear()
+    with override_settings(SESSION_SAVE_EVERY_REQUEST=True):
+        assert client.get("/health").content == b"ok"  # a view that never uses the session
+    assert STORE.calls[0] == "read"
+    assert set(STORE.calls) & {"write", "update_timestamp"}, STORE.calls
+    assert manager().start(sid, read_only=True).expires_at >= before
+    STORE.calls.clear()
+    client.get("/health")  # without the setting: no store call at all
+    assert STORE.calls == []
