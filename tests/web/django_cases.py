@@ -412,17 +412,18 @@ DJANGO_DIFFERS = {
 
 
 class DjangoWeb:
-    """Requests through django.test.Client, to the conformance routes under /conf/."""
+    """Requests through django.test.Client, to the conformance routes under ``prefix``."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str) -> None:
         self.client = Client(raise_request_exception=False, HTTP_USER_AGENT=UA)
         self.manager = manager()
+        self.prefix = prefix
 
     def request(self, method: str, path: str, cookie: str | None = None) -> Reply:
         self.client.cookies.clear()
         if cookie:
             self.client.cookies["session"] = cookie
-        r = self.client.generic(method, "/conf" + path)
+        r = self.client.generic(method, self.prefix + path)
         return Reply(
             r.status_code,
             list(r.items()),
@@ -431,8 +432,9 @@ class DjangoWeb:
         )
 
 
+@pytest.mark.parametrize("prefix", ["/conf", "/conf-async"])  # sync and async views
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_conformance_scenario(scenario: str, tmp_path: Path) -> None:
+def test_conformance_scenario(scenario: str, prefix: str, tmp_path: Path) -> None:
     conf = {
         "STORE": f"sqlite:///{tmp_path / 'conformance.db'}",
         "CONFIG": {"gc_probability": 0, "lock_wait": 0.2},
@@ -444,7 +446,7 @@ def test_conformance_scenario(scenario: str, tmp_path: Path) -> None:
         "SESSION_EXPIRE_AT_BROWSER_CLOSE": True,  # a persistent cookie is resent as it slides
     }
     with override_settings(COATCHECK=conf, **cookie):
-        web = DjangoWeb()
+        web = DjangoWeb(prefix)
         if scenario not in DJANGO_DIFFERS:
             SCENARIOS[scenario](web)
             return

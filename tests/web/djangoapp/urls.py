@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 from django.utils import timezone
@@ -199,6 +200,81 @@ conformance = [
     path("conf/cached", conf_cached),
 ]
 
+
+# the same routes as async views, under /conf-async/ (Django's async session API)
+
+
+async def _an(request: HttpRequest) -> int:
+    n = await request.session.aget("n", 0) + 1
+    await request.session.aset("n", n)
+    return int(n)
+
+
+async def aconf_count(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(str(await _an(request)))
+
+
+async def aconf_none(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok")
+
+
+@session_options(read_only=True)
+async def aconf_peek(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(str(await request.session.aget("n")))
+
+
+async def aconf_early(request: HttpRequest) -> HttpResponse:
+    await _an(request)
+    await request.session.asave()
+    free = await sync_to_async(lock_free)(manager(), str(request.session.session_key))
+    return HttpResponse("free" if free else "held")
+
+
+async def aconf_login(request: HttpRequest) -> HttpResponse:
+    await request.session.aset("user", "ada")
+    await sync_to_async(request.session.core.regenerate_id)(grace=30.0)
+    return HttpResponse("in")
+
+
+async def aconf_logout(request: HttpRequest) -> HttpResponse:
+    await request.session.aflush()
+    return HttpResponse("out")
+
+
+async def aconf_clear(request: HttpRequest) -> HttpResponse:
+    await sync_to_async(request.session.clear)()
+    return HttpResponse("cleared")
+
+
+async def aconf_fail(request: HttpRequest) -> HttpResponse:
+    await request.session.aset("n", 999)
+    return HttpResponse("failed", status=500)
+
+
+async def aconf_bad(request: HttpRequest) -> HttpResponse:
+    await request.session.aset("n", {1, 2})
+    return HttpResponse("bad")
+
+
+async def aconf_cached(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(str(await request.session.aget("n")))
+    response["Cache-Control"] = "public, max-age=60"
+    return response
+
+
+conformance_async = [
+    path("conf-async/count", aconf_count),
+    path("conf-async/none", aconf_none),
+    path("conf-async/peek", aconf_peek),
+    path("conf-async/early", aconf_early),
+    path("conf-async/login", csrf_exempt(aconf_login)),
+    path("conf-async/logout", csrf_exempt(aconf_logout)),
+    path("conf-async/clear", csrf_exempt(aconf_clear)),
+    path("conf-async/fail", aconf_fail),
+    path("conf-async/bad", aconf_bad),
+    path("conf-async/cached", aconf_cached),
+]
+
 urlpatterns = [
     *example,
     path("boom", boom),
@@ -217,4 +293,5 @@ urlpatterns = [
     path("async-api", async_api),
     path("scope-counter", scope_counter),
     *conformance,
+    *conformance_async,
 ]
