@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from coatcheck import Config, ConfigError, EncodeError, codec, record
+from coatcheck import Client, Config, ConfigError, EncodeError, codec, events, record
 from coatcheck.cookies import CookieAction, session_cookie, set_cookie
+from coatcheck.web.common import request_cookie
 
 
 @pytest.mark.parametrize(
@@ -119,11 +120,36 @@ def test_set_cookie_refuses_header_splitting() -> None:
 def test_cookie_header_parsing() -> None:
     assert session_cookie("a=1; session=xyz; b=2", "session") == "xyz"
     assert session_cookie('session="quoted"', "session") == "quoted"
-    assert session_cookie("session=first; session=second", "session") == "first"
     assert session_cookie("sessionx=1; xsession=2", "session") is None
     assert session_cookie("garbage;;;=;session", "session") is None
     assert session_cookie(None, "session") is None
     assert session_cookie("", "session") is None
+
+
+def test_different_values_for_the_session_cookie_name_use_none_of_them() -> None:
+    # RFC 6265 5.4: longer paths, then older cookies first; a tossed cookie can come first
+    assert session_cookie("session=tossed; session=mine", "session") is None
+    assert session_cookie("session=mine; a=1; session=tossed", "session") is None
+    assert session_cookie("session=same; a=1; session=same", "session") == "same"  # one value
+    assert session_cookie('session="same"; session=same', "session") == "same"
+
+
+def test_a_tossed_cookie_is_a_warning_without_any_id(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[events.SecurityEvent] = []
+    stop = events.subscribe(seen.append)
+    try:
+        with caplog.at_level("WARNING", logger="coatcheck.security"):
+            header = "session=attacker-id; session=victim-id"
+            assert request_cookie(header, "session", Client(ip="192.0.2.7")) is None
+            assert request_cookie("session=a; session=a", "session", Client()) == "a"
+            assert request_cookie("other=1", "session", Client()) is None
+    finally:
+        stop()
+    assert [(e.kind, e.session, e.client) for e in seen] == [
+        ("duplicate_cookie", None, "192.0.2.7")
+    ]
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "attacker-id" not in caplog.text and "victim-id" not in caplog.text
 
 
 @pytest.mark.parametrize(

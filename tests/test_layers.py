@@ -1,6 +1,6 @@
 """The package's layers, enforced: a lower layer never imports a higher one, and no cycles.
 
-core (errors, config, ids, codec, record, contract, cookies, locks) <- stores | engine <-
+core (errors, config, ids, codec, record, contract, cookies, locks, events) <- stores | engine <-
 session (and the package's public names) <- web, testing <- cli, demo. Stores import only
 the core; the engine and the core import nothing from stores/. Every import counts, also one
 inside a function.
@@ -16,7 +16,7 @@ import pytest
 SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = SRC / "coatcheck"
 
-CORE = {"errors", "config", "ids", "codec", "record", "contract", "cookies", "locks"}
+CORE = {"errors", "config", "ids", "codec", "record", "contract", "cookies", "locks", "events"}
 ALLOWED = {
     "core": {"core"},
     "stores": {"core", "stores"},

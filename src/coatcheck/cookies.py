@@ -25,22 +25,30 @@ class CookieAction:
 _UNSAFE = re.compile(r"[;\r\n\x00]")
 
 
-def session_cookie(header: str | None, name: str) -> str | None:
-    """The value of cookie ``name`` in a Cookie request header, or None.
-
-    When a browser sends the name more than once (a path- or domain-scoped duplicate), the
-    first one is used, as RFC 6265 orders the most specific path first.
-    """
-    if not header:
-        return None
-    for part in header.split(";"):
+def session_cookie_values(header: str | None, name: str) -> list[str]:
+    """Every distinct value of cookie ``name`` in a Cookie request header, in header order."""
+    values: list[str] = []
+    for part in (header or "").split(";"):
         k, sep, v = part.strip().partition("=")
         if sep and k.strip() == name:
             v = v.strip()
             if len(v) >= 2 and v[0] == v[-1] == '"':
                 v = v[1:-1]
-            return v
-    return None
+            if v not in values:
+                values.append(v)
+    return values
+
+
+def session_cookie(header: str | None, name: str) -> str | None:
+    """The value of cookie ``name`` in a Cookie request header, or None.
+
+    None also when the header carries the name with different values. RFC 6265 (5.4) sends
+    longer paths first, then older cookies first, so a cookie tossed from a sibling subdomain
+    or set for a deeper path can come first: trusting either would let an attacker fix the
+    victim's session id. Identical duplicates count as one.
+    """
+    values = session_cookie_values(header, name)
+    return values[0] if len(values) == 1 else None
 
 
 def set_cookie(config: Config, action: CookieAction, now: float | None = None) -> str:

@@ -473,3 +473,84 @@ def test_save_every_request_extends_an_unused_session() -> None:
     STORE.calls.clear()
     client.get("/health")  # without the setting: no store call at all
     assert STORE.calls == []
+
+
+class RawCookieDjangoWeb(DjangoWeb):
+    """DjangoWeb sending the Cookie header as given (django.test.Client's jar keeps one)."""
+
+    def request(self, method: str, path: str, cookie: str | None = None) -> Reply:
+        self.client.cookies.clear()
+        extra = {"HTTP_COOKIE": f"session={cookie}"} if cookie else {}
+        r = self.client.generic(method, self.prefix + path, **extra)
+        return Reply(
+            r.status_code,
+            list(r.items()),
+            r.content.decode(),
+            [m.OutputString() for m in r.cookies.values()],
+        )
+
+
+@pytest.mark.parametrize("prefix", ["/conf", "/conf-async"])
+def test_different_session_cookies_use_none_of_them(prefix: str, tmp_path: Path) -> None:
+    from tests.web.cookie_tossing import duplicate_cookies_use_none
+
+    conf = {"STORE": f"sqlite:///{tmp_path / 'tossing.db'}", "CONFIG": {"gc_probability": 0}}
+    cookie = {"SESSION_COOKIE_NAME": "session", "SESSION_COOKIE_SECURE": True}
+    with override_settings(COATCHECK=conf, **cookie):
+        duplicate_cookies_use_none(RawCookieDjangoWeb(prefix))
+
+
+def _cookie_check_ids(**overrides: Any) -> list[str]:
+    from coatcheck.web.django_checks import check_session_cookie
+
+    with override_settings(**overrides):
+        return [message.id for message in check_session_cookie()]
+
+
+def test_system_check_warns_about_a_session_cookie_without_secure_or_httponly() -> None:
+    from unittest import mock
+
+    from django.conf import settings
+
+    safe = {"SESSION_COOKIE_SECURE": True, "SESSION_COOKIE_HTTPONLY": True}
+    assert _cookie_check_ids(**safe) == []
+    assert _cookie_check_ids(**{**safe, "SESSION_COOKIE_SECURE": False}) == ["coatcheck.W001"]
+    assert _cookie_check_ids(**{**safe, "SESSION_COOKIE_HTTPONLY": False}) == ["coatcheck.W002"]
+    plain = {"SESSION_COOKIE_SECURE": False, "SESSION_COOKIE_HTTPONLY": False}
+    assert _cookie_check_ids(**plain) == ["coatcheck.W001", "coatcheck.W002"]
+    insecure = {**settings.COATCHECK, "CONFIG": {"cookie_secure": False}}
+    assert _cookie_check_ids(**safe, COATCHECK=insecure) == ["coatcheck.W001"]
+    from coatcheck.web.django_checks import check_session_cookie
+
+    unset = mock.patch.object(
+        settings, "is_overridden", lambda name: name != "SESSION_COOKIE_SECURE"
+    )
+    with override_settings(SESSION_COOKIE_SECURE=False), unset:  # Django's default only
+        assert check_session_cookie() == []  # coatcheck's cookie stays Secure
+
+
+def test_system_check_follows_whichever_middleware_writes_the_cookie() -> None:
+    django_mw = ["django.contrib.sessions.middleware.SessionMiddleware"]
+    ours_unset = {"MIDDLEWARE": django_mw, "SESSION_COOKIE_HTTPONLY": True}
+    # Django's middleware writes the cookie with Django's settings, its default not Secure
+    assert _cookie_check_ids(**ours_unset, SESSION_COOKIE_SECURE=False) == ["coatcheck.W001"]
+    unused = {"SESSION_ENGINE": "django.contrib.sessions.backends.db", "MIDDLEWARE": django_mw}
+    assert _cookie_check_ids(**unused, SESSION_COOKIE_SECURE=False) == []  # not coatcheck's
+
+
+def test_system_check_reports_a_bad_configuration() -> None:
+    from django.conf import settings
+
+    bad = {**settings.COATCHECK, "CONFIG": {"cookie_partitioned": True}}
+    assert _cookie_check_ids(COATCHECK=bad) == ["coatcheck.E001"]
+
+
+def test_system_check_is_registered_for_deployment() -> None:
+    from django.core import checks
+
+    insecure = {"SESSION_COOKIE_SECURE": False, "SESSION_COOKIE_HTTPONLY": True}
+    with override_settings(**insecure):
+        deploy = checks.run_checks(include_deployment_checks=True, tags=["security"])
+        plain = checks.run_checks(tags=["security"])
+    assert "coatcheck.W001" in [m.id for m in deploy]
+    assert "coatcheck.W001" not in [m.id for m in plain]

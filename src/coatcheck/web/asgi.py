@@ -34,12 +34,19 @@ from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 from ..config import Config, LockMode
-from ..cookies import session_cookie
 from ..errors import CoatcheckError, ConfigError
 from ..session import AsyncSession, AsyncSessionManager
 from ..stores import AsyncStore, open_async_store
 from ._async import AsyncRequestSession
-from .common import ANSWERED, RouteOptions, WebOptions, merge_headers, scope_client, scope_headers
+from .common import (
+    ANSWERED,
+    RouteOptions,
+    WebOptions,
+    merge_headers,
+    request_cookie,
+    scope_client,
+    scope_headers,
+)
 
 log = logging.getLogger("coatcheck")
 
@@ -89,8 +96,8 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
         headers = scope_headers(scope)
-        cookie = session_cookie(headers.get("cookie"), self.manager.config.cookie_name)
         client = scope_client(scope, headers, self.options)
+        cookie = request_cookie(headers.get("cookie"), self.manager.config.cookie_name, client)
         websocket = scope["type"] == "websocket"
         request = AsyncRequestSession(
             self.manager, self.options, cookie, client, read_only=websocket

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from .. import events
 from ..config import LockMode
+from ..cookies import session_cookie_values
 from ..engine import Client
 from ..errors import CoatcheckError, ConfigError, Conflict, RetryLater, StoreUnavailable
 
@@ -195,6 +197,22 @@ def environ_client(environ: Mapping[str, Any], options: WebOptions) -> Client:
         options,
         environ.get("HTTP_FORWARDED"),
     )
+
+
+def request_cookie(header: str | None, name: str, client: Client) -> str | None:
+    """The session cookie in a request's Cookie header, read by every adapter.
+
+    A request that carries the name with different values (cookie tossing from a sibling
+    subdomain, or a cookie set for a deeper path) uses none of them: it gets a fresh session,
+    and a ``duplicate_cookie`` security event (a warning, with no id) is emitted. The
+    victim's own cookie works again once the tossed one is gone. Identical duplicates count
+    as one. See :func:`coatcheck.cookies.session_cookie`.
+    """
+    values = session_cookie_values(header, name)
+    if len(values) > 1:
+        events.emit("duplicate_cookie", None, client.ip, values=len(values))
+        return None
+    return values[0] if values else None
 
 
 def scope_headers(scope: Mapping[str, Any]) -> dict[str, str]:

@@ -25,7 +25,15 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase  # type: ign
 from ..config import Config, LockMode
 from ..cookies import CookieAction
 from ..errors import CoatcheckError
-from .common import ANSWERED, RouteOptions, environ_client, mark_route, merge_headers, route_options
+from .common import (
+    ANSWERED,
+    RouteOptions,
+    environ_client,
+    mark_route,
+    merge_headers,
+    request_cookie,
+    route_options,
+)
 from .django_session import SessionStore, manager, web_options
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -58,8 +66,12 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]  # Djang
     """
 
     def process_request(self, request: HttpRequest) -> None:
-        cookie = request.COOKIES.get(manager().config.cookie_name)
         client = environ_client(request.META, web_options())
+        name = manager().config.cookie_name
+        # the raw header: request.COOKIES keeps one value of a name sent twice
+        cookie = request_cookie(request.META.get("HTTP_COOKIE"), name, client)
+        if cookie is None and name not in request.META.get("HTTP_COOKIE", ""):
+            cookie = request.COOKIES.get(name)  # set in code (RequestFactory, middleware)
         request.session = SessionStore(cookie, client=client)
 
     def process_view(

@@ -42,7 +42,6 @@ from werkzeug.exceptions import HTTPException  # noqa: E402
 
 from .. import Config, Session, SessionManager, Store, open_store  # noqa: E402
 from ..config import LockMode  # noqa: E402
-from ..cookies import session_cookie  # noqa: E402
 from ..errors import (  # noqa: E402
     CoatcheckError,
     ConfigError,
@@ -60,6 +59,7 @@ from .common import (  # noqa: E402
     environ_client,
     mark_route,
     merge_headers,
+    request_cookie,
     route_options,
 )
 
@@ -148,7 +148,9 @@ class FlaskSession(RequestSession, flask_sessions.SessionMixin):
         s = self.session
         if value:
             lifetime = current_app.permanent_session_lifetime.total_seconds()
-            if s.idle_timeout != lifetime or s.cookie_max_age != int(lifetime):
+            # cookie_max_age counts down to the absolute cap: compare the lifetime asked for
+            configured = int(self.manager.config.cookie_lifetime)
+            if s.idle_timeout != lifetime or (not s.remembered and configured != int(lifetime)):
                 s.remember(lifetime, max(lifetime, self.manager.config.absolute_timeout))
         elif s.cookie_max_age is not None:
             raise ConfigError(
@@ -221,8 +223,9 @@ class SessionInterface(flask_sessions.SessionInterface):
         if app not in self._apps:  # Flask has no hook at set-up time: connect on first use
             request_tearing_down.connect(self._teardown, app, weak=False)
             self._apps.add(app)
-        cookie = session_cookie(request.headers.get("Cookie"), self.manager.config.cookie_name)
         client = environ_client(request.environ, self.options)
+        name = self.manager.config.cookie_name
+        cookie = request_cookie(request.headers.get("Cookie"), name, client)
         return FlaskSession(self.manager, self.options, cookie, client)
 
     def save_session(

@@ -29,11 +29,17 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from .. import Config, SessionManager, open_store
 from ..config import LockMode
-from ..cookies import session_cookie
 from ..errors import CoatcheckError, ConfigError
 from ..stores import Store
 from ._sync import RequestSession
-from .common import ANSWERED, RouteOptions, WebOptions, environ_client, merge_headers
+from .common import (
+    ANSWERED,
+    RouteOptions,
+    WebOptions,
+    environ_client,
+    merge_headers,
+    request_cookie,
+)
 
 ENVIRON_KEY = "coatcheck.session"
 """Where the middleware puts each request's :class:`~coatcheck.web._sync.RequestSession`."""
@@ -69,8 +75,8 @@ class SessionMiddleware:
         self.options = options or WebOptions()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        cookie = session_cookie(environ.get("HTTP_COOKIE"), self.manager.config.cookie_name)
         client = environ_client(environ, self.options)
+        cookie = request_cookie(environ.get("HTTP_COOKIE"), self.manager.config.cookie_name, client)
         request = RequestSession(self.manager, self.options, cookie, client)
         environ[ENVIRON_KEY] = request
         exchange = _Exchange(self, request, start_response)

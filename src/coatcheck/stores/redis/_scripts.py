@@ -20,6 +20,7 @@ import hashlib
 import math
 from typing import Any, Final
 
+from ...ids import check_storage_key
 from ...locks import changed, lease_lost
 from ..base import LOCKED, LockRequest, Meta, ReadResult, Stored
 
@@ -107,10 +108,11 @@ class Keys:
         self.data_pattern = _glob_escape(prefix) + "{*}"
 
     def data(self, key: str) -> str:
-        return f"{self.prefix}{{{key}}}"
+        """The data key of storage key ``key``; ValueError for anything else, as every store."""
+        return f"{self.prefix}{{{check_storage_key(key)}}}"
 
     def pair(self, key: str) -> list[str]:
-        data = f"{self.prefix}{{{key}}}"
+        data = self.data(key)
         return [data, data + _LOCK_SUFFIX]
 
     def storage_key(self, data_key: bytes | str) -> str:
