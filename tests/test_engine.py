@@ -172,7 +172,9 @@ def test_plan_for_a_new_session() -> None:
     st.data["a"] = 1
     plan = eng.plan(st, T0, "exclusive")
     assert isinstance(plan, Write) and plan.expect == MUST_CREATE
-    assert eng.cookie(st, plan, destroyed=False, had_cookie=False) == CookieAction(st.id, None)
+    assert eng.cookie(st, plan, destroyed=False, had_cookie=False, now=T0) == CookieAction(
+        st.id, None
+    )
 
 
 def test_plan_lazy_write_touch_and_release() -> None:
@@ -187,7 +189,7 @@ def test_plan_lazy_write_touch_and_release() -> None:
     st.data["a"] = 2
     write = eng.plan(st, T0 + 11, "exclusive")
     assert isinstance(write, Write) and write.expect is None  # the lock fences it
-    assert eng.cookie(st, write, destroyed=False, had_cookie=True) is None
+    assert eng.cookie(st, write, destroyed=False, had_cookie=True, now=T0) is None
 
 
 def test_plan_expectations_per_lock_mode() -> None:
@@ -263,12 +265,16 @@ def test_regenerate_without_grace_destroys_the_old_record() -> None:
 
 
 def test_destroy_cookie_and_persistent_cookie_refresh() -> None:
-    eng = engine(cookie_lifetime=3600)
+    eng = engine(cookie_lifetime=3600, idle_timeout=7200)
     st = loaded_state(eng, {"a": 1})
-    assert eng.cookie(st, Nothing(), destroyed=True, had_cookie=True) == CookieAction(None, 0)
-    assert eng.cookie(st, Nothing(), destroyed=True, had_cookie=False) is None
-    assert eng.cookie(st, Touch(T0), destroyed=False, had_cookie=True) == CookieAction(st.id, 3600)
-    assert eng.cookie(st, Release(), destroyed=False, had_cookie=True) is None
+    assert eng.cookie(st, Nothing(), destroyed=True, had_cookie=True, now=T0) == CookieAction(
+        None, 0
+    )
+    assert eng.cookie(st, Nothing(), destroyed=True, had_cookie=False, now=T0) is None
+    assert eng.cookie(st, Touch(T0), destroyed=False, had_cookie=True, now=T0) == CookieAction(
+        st.id, 3600
+    )
+    assert eng.cookie(st, Release(), destroyed=False, had_cookie=True, now=T0) is None
 
 
 def test_gc_probability() -> None:
@@ -311,3 +317,26 @@ def test_the_cookie_expires_on_the_injected_clock() -> None:
     s.write_close()
     header = s.set_cookie_header() or ""
     assert "Max-Age=60" in header and "Expires=Thu, 01 Jan 1970 00:01:00 GMT" in header
+
+
+def test_a_restarted_session_that_is_written_sends_its_own_cookie() -> None:
+    """destroy(restart=True) then new data: the new session's cookie, not a deletion."""
+    eng = engine()
+    st = eng.fresh(T0, UA)
+    st.data["user"] = "bob"
+    plan = eng.plan(st, T0, "exclusive")
+    assert isinstance(plan, Write)
+    cookie = eng.cookie(st, plan, destroyed=True, had_cookie=True, now=T0)
+    assert cookie == CookieAction(st.id, None)
+
+
+def test_max_age_never_outlives_the_absolute_deadline() -> None:
+    eng = engine(absolute_timeout=12 * 3600)
+    st = eng.fresh(T0, UA)
+    st.header.idle = 30 * 86400.0
+    assert eng.max_age(st, T0) == 12 * 3600
+    assert eng.max_age(st, T0 + 11 * 3600) == 3600
+    st.header.idle = 60.0
+    assert eng.max_age(st, T0 + 11 * 3600) == 60
+    lifetime = engine(cookie_lifetime=30 * 86400, idle_timeout=600)
+    assert lifetime.max_age(lifetime.fresh(T0, UA), T0) == 600

@@ -83,12 +83,23 @@ def encode(data: Mapping[str, Any]) -> tuple[bytes, bool]:
             text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
             return text.encode("utf-8"), True
         return orjson.dumps(data), False
-    except (TypeError, UnicodeEncodeError):  # a str that is not text: a lone surrogate
-        raise EncodeError(
-            f"session {_unencodable(data, 'session')} holds a lone surrogate, which UTF-8 cannot "
-            "encode (it usually comes from a JSON body with an escaped half of "
-            "a character pair); clean the string first"
-        ) from None
+    except ValueError as e:
+        if not isinstance(e, UnicodeEncodeError):  # an int over Python's str digit limit
+            raise EncodeError(
+                f"session data holds an integer too large to store as text ({e}); "
+                "store it as a string"
+            ) from None
+        raise _surrogate(data) from None
+    except TypeError:
+        raise _surrogate(data) from None
+
+
+def _surrogate(data: Mapping[str, Any]) -> EncodeError:
+    return EncodeError(  # a str that is not text: a lone surrogate
+        f"session {_unencodable(data, 'session')} holds a lone surrogate, which UTF-8 cannot "
+        "encode (it usually comes from a JSON body with an escaped half of "
+        "a character pair); clean the string first"
+    )
 
 
 def _unencodable(value: Any, path: str) -> str:

@@ -84,8 +84,60 @@ _CHOICES = {
 }
 
 
+_TEXT = ("cookie_name", "cookie_path")
+_OPTIONAL_TEXT = ("cookie_domain", "cookie_samesite", *_CHOICES)
+_FLAGS = ("cookie_secure", "cookie_httponly", "cookie_partitioned", "lazy_write")
+_COUNTS = ("id_bytes", "gc_probability", "gc_divisor", "max_bytes", "ipv4_prefix", "ipv6_prefix")
+_SECONDS = (
+    "cookie_lifetime",
+    "idle_timeout",
+    "absolute_timeout",
+    "touch_threshold",
+    "lock_lease",
+    "lock_wait",
+    "lock_backoff",
+    "lock_backoff_max",
+    "regenerate_grace",
+)
+MAX_SECONDS = 100 * 365 * 86400.0  # a century: any longer time cannot be a cookie's Expires
+
+
+def check_seconds(name: str, value: object) -> float:
+    """``value`` as a finite number of seconds up to :data:`MAX_SECONDS`; ConfigError if not."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not -MAX_SECONDS <= value <= MAX_SECONDS:  # also refuses NaN and infinities
+        raise ConfigError(f"{name} must be a finite number of seconds up to a century")
+    return float(value)
+
+
+def _check_types(c: Config) -> None:
+    """Each option has its type: a mistyped one is a ConfigError, never a crash later."""
+    for name in _TEXT:
+        if not isinstance(getattr(c, name), str):
+            raise ConfigError(f"{name} must be a string")
+    for name in _OPTIONAL_TEXT:
+        if not isinstance(getattr(c, name), str | None):
+            raise ConfigError(f"{name} must be a string or None")
+    for name in _FLAGS:
+        if not isinstance(getattr(c, name), bool):
+            raise ConfigError(f"{name} must be True or False")
+    for name in _COUNTS:
+        value = getattr(c, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be a whole number, not {type(value).__name__}")
+    for name in _SECONDS:
+        if getattr(c, name) is not None or name not in ("absolute_timeout", "touch_threshold"):
+            check_seconds(name, getattr(c, name))
+    if not isinstance(c.fingerprint, tuple | list) or not all(
+        isinstance(p, str) for p in c.fingerprint
+    ):
+        raise ConfigError("fingerprint takes a tuple of parts, e.g. ('user_agent',)")
+
+
 def _normalize(c: Config) -> None:
     """Fill the defaults that follow other options; accept choices in any letter case."""
+    _check_types(c)
     for name, choices in _CHOICES.items():
         value = getattr(c, name)
         if isinstance(value, str):

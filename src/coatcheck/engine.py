@@ -8,8 +8,10 @@ not). The session layer carries the decisions out against a sync or an async sto
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +68,7 @@ class Retired:
     token: str | None
     tombstone: bytes | None
     until: float
+    id: str = ""  # the retired id itself, to seal its tombstone again if the id moves on
 
 
 # Loaded and Write are built on every request, so they are plain (not frozen) slots classes:
@@ -312,19 +315,26 @@ class Engine:
         """Move the session's data to a fresh id; the old id is retired at write_close."""
         new = self.fresh(now, client)
         grace = self.config.regenerate_grace if grace is None else grace
+        # a second regenerate in one request: earlier tombstones point at the final id, as
+        # the id in between is never stored
+        state.retired = [
+            old
+            if old.tombstone is None
+            else dataclasses.replace(
+                old, tombstone=self._tombstone(state.header.created, old.id, new.id, old.until)
+            )
+            for old in state.retired
+        ]
         if state.version:
             tombstone = None
             if grace > 0:
-                head = Header(
-                    created=state.header.created,
-                    successor=ids.seal_successor(state.id, new.id),
-                    grace_until=now + grace,
-                )
-                tombstone = record.pack(head, b"{}")
+                tombstone = self._tombstone(state.header.created, state.id, new.id, now + grace)
             if delete_old or tombstone is not None:
-                state.retired.append(Retired(state.key, state.token, tombstone, now + grace))
+                state.retired.append(
+                    Retired(state.key, state.token, tombstone, now + grace, state.id)
+                )
             elif state.token is not None:
-                state.retired.append(Retired(state.key, state.token, None, -1.0))
+                state.retired.append(Retired(state.key, state.token, None, -1.0, state.id))
         new.header = Header(
             created=state.header.created,
             idle=state.header.idle,
@@ -336,25 +346,51 @@ class Engine:
         new.is_new = state.is_new
         return new
 
+    @staticmethod
+    def _tombstone(created: float, old_id: str, new_id: str, until: float) -> bytes:
+        head = Header(
+            created=created, successor=ids.seal_successor(old_id, new_id), grace_until=until
+        )
+        return record.pack(head, b"{}")
+
     # --- cookie and gc ------------------------------------------------------------------
 
     def cookie(
-        self, state: State, plan: Plan, destroyed: bool, had_cookie: bool
+        self, state: State, plan: Plan, destroyed: bool, had_cookie: bool, now: float
     ) -> CookieAction | None:
-        """What Set-Cookie to send after write_close."""
-        if destroyed:
-            return CookieAction(None, 0) if had_cookie else None
+        """What Set-Cookie to send after write_close.
+
+        A destroyed session expires the cookie, unless a fresh session continued
+        (``destroy(restart=True)``) and was written: then its own cookie replaces the old.
+        """
         if isinstance(plan, Nothing | Release):
+            if destroyed:
+                return CookieAction(None, 0) if had_cookie else None
+            if state.version and not state.cookie_id_sent:  # followed a tombstone: move on
+                return CookieAction(state.id, self.max_age(state, now))
             return None
-        persistent = self.max_age(state)
+        persistent = self.max_age(state, now)
         if not state.cookie_id_sent or (persistent is not None and isinstance(plan, Write | Touch)):
             return CookieAction(state.id, persistent)
         return None
 
-    def max_age(self, state: State) -> int | None:
+    def max_age(self, state: State, now: float) -> int | None:
+        """The cookie's Max-Age at ``now``: None for a browser-session cookie.
+
+        Never longer than the server keeps the session: the idle deadline, capped by the
+        absolute one (counted from creation), so a "remember me" cookie with an idle timeout
+        past the absolute cap does not outlive the session it names.
+        """
         if state.header.idle:
-            return int(state.header.idle)
-        return int(self.config.cookie_lifetime) or None
+            wanted = int(state.header.idle)
+        else:
+            wanted = int(self.config.cookie_lifetime)
+            if not wanted:
+                return None
+        # to the second, as Max-Age counts: the cap is read a moment after the deadline was
+        # set, and that moment must not cost the cookie a whole second
+        left = math.ceil(self.deadline(state.header, now) - now)
+        return max(0, min(wanted, left))
 
     def gc_due(self) -> bool:
         c = self.config

@@ -72,6 +72,14 @@ class EncodeError(CoatcheckError, TypeError):
     """A session value cannot be stored as JSON without changing it."""
 
 
+class IdCollision(CoatcheckError):
+    """A new session could not be stored: every id the store's ``create_id`` gave was in use.
+
+    With random ids this does not happen; a ``create_id`` that repeats itself (a custom store
+    returning a fixed or poorly random id) does. Nothing was written.
+    """
+
+
 class SessionClosed(CoatcheckError):
     """The session was already written or closed; start a new one to change it."""
 

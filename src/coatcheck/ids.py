@@ -13,6 +13,11 @@ import hmac
 import re
 import secrets
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 # a str pattern with an explicit ASCII class: no other character can match it
 _URLSAFE = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -71,39 +76,52 @@ def keyed_hash(session_id: str, purpose: bytes, message: bytes) -> str:
     return hashlib.blake2b(message, key=key, person=purpose[:16], digest_size=32).hexdigest()
 
 
+_SUCCESSOR_LABEL = b"coatcheck/v1/regenerate-successor"
+_NONCE_BYTES = 12
+_TAG_BYTES = 16
+
+
 def seal_successor(old_id: str, new_id_value: str) -> str:
-    """Encrypt the id a session moved to under a pad derived from the old id.
+    """Encrypt the id a session moved to, with AES-256-GCM under a key derived from the old id.
 
     Used for the regeneration grace window: a request still carrying the old id can find
-    the new one, but the store (which only knows hashes) cannot.
+    the new one, but the store (which only knows hashes) cannot, and cannot alter it
+    unnoticed either. The nonce is random, so sealing the same pair twice differs.
     """
-    raw = new_id_value.encode("ascii")
-    pad = _pad(old_id, len(raw))
-    return base64.urlsafe_b64encode(bytes(a ^ b for a, b in zip(raw, pad, strict=True))).decode()
+    nonce = secrets.token_bytes(_NONCE_BYTES)
+    sealed = _successor_cipher(old_id).encrypt(
+        nonce, new_id_value.encode("ascii"), _SUCCESSOR_LABEL
+    )
+    return base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
 
 
 def open_successor(old_id: str, sealed: str) -> str | None:
-    """Reverse :func:`seal_successor`; None when the sealed value is not valid."""
+    """The id :func:`seal_successor` sealed under ``old_id``; None for anything else.
+
+    Fails closed: a value tampered with, truncated, re-encoded (another base64 spelling of
+    the same bytes) or sealed under another id yields None, never an exception.
+    """
     try:
         raw = base64.urlsafe_b64decode(sealed.encode("ascii"))
-    except (ValueError, UnicodeEncodeError):
-        return None
-    pad = _pad(old_id, len(raw))
-    try:
-        return bytes(a ^ b for a, b in zip(raw, pad, strict=True)).decode("ascii")
-    except UnicodeDecodeError:
+        if base64.urlsafe_b64encode(raw).decode("ascii") != sealed:
+            return None  # only the exact spelling seal_successor wrote is accepted
+        if len(raw) < _NONCE_BYTES + _TAG_BYTES:
+            return None
+        nonce, body = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
+        plain = _successor_cipher(old_id).decrypt(nonce, body, _SUCCESSOR_LABEL)
+        return plain.decode("ascii")
+    except (InvalidTag, ValueError, TypeError, AttributeError):
+        # UnicodeError is a ValueError (binascii.Error too)
         return None
 
 
-def _pad(old_id: str, length: int) -> bytes:
-    out = b""
-    counter = 0
-    while len(out) < length:
-        out += hmac.new(
-            old_id.encode("ascii"), b"successor" + counter.to_bytes(4, "big"), "sha256"
-        ).digest()
-        counter += 1
-    return out[:length]
+def _successor_cipher(old_id: str) -> AESGCM:
+    """AES-256-GCM keyed by HKDF-SHA256 of the old id, under a label of its own, so the key
+    is unrelated to the storage key (SHA-256 of the id) and to fingerprint keys."""
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SUCCESSOR_LABEL).derive(
+        old_id.encode("ascii")
+    )
+    return AESGCM(key)
 
 
 def same(a: str, b: str) -> bool:

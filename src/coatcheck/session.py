@@ -15,11 +15,12 @@ from collections.abc import Callable, Generator, Iterator, MutableMapping
 from typing import Any, Generic, TypeVar
 
 from . import ids, ops
-from .config import Config, LockMode
+from .config import Config, LockMode, check_seconds
 from .contract import LOCKED, MUST_CREATE, LockRequest, ReadResult, Stored
 from .cookies import CookieAction, set_cookie
 from .engine import Client, Engine, Nothing, Plan, Release, State, Touch, Write
 from .errors import (
+    IdCollision,
     LockLost,
     LockTimeout,
     SessionClosed,
@@ -37,6 +38,10 @@ S = TypeVar("S", bound=Store | AsyncStore)
 
 Flow = Generator[ops.Op, Any, T]
 
+# Fresh ids a save tries after its first one collides; random ids never collide twice, so
+# running out of these means the store's create_id repeats itself.
+MAX_ID_RETRIES = 5
+
 
 class SessionData(dict[str, Any]):
     """A session's data: a real ``dict`` (``json.dumps``, ``==``, ``dict(...)`` and ``copy``
@@ -46,12 +51,15 @@ class SessionData(dict[str, Any]):
     Copies (``copy.copy``, ``.copy()``, ``dict(data)``) are plain dicts.
     """
 
-    __slots__ = ("_guard", "accessed")
+    __slots__ = ("_guard", "accessed", "emptied")
 
     def __init__(self, guard: Callable[[], None]) -> None:
         super().__init__()
         self._guard = guard
         self.accessed = False
+        # The app removed every key in this request (clear(), del, pop): a logout. Data
+        # written after it belongs to someone else, so it gets a new id at save.
+        self.emptied = False
 
     def mark_accessed(self) -> None:
         """Note that the app looked at the session (Starlette calls this on
@@ -65,6 +73,7 @@ class SessionData(dict[str, Any]):
     def __delitem__(self, key: str) -> None:
         self._guard()
         super().__delitem__(key)
+        self.emptied |= not self
 
     def __ior__(self, other: Any) -> SessionData:  # type: ignore[override,misc]
         self.update(other)
@@ -73,17 +82,23 @@ class SessionData(dict[str, Any]):
     def clear(self) -> None:
         if self:
             self._guard()
+            self.emptied = True
         super().clear()
 
     def pop(self, key: str, *default: Any) -> Any:
-        if key in self:
-            self._guard()
-        return super().pop(key, *default)
+        if key not in self:
+            return super().pop(key, *default)
+        self._guard()
+        value = super().pop(key)
+        self.emptied |= not self
+        return value
 
     def popitem(self) -> tuple[str, Any]:
         if self:
             self._guard()
-        return super().popitem()
+        item = super().popitem()
+        self.emptied |= not self
+        return item
 
     def setdefault(self, key: str, default: Any = None) -> Any:
         if key not in self:
@@ -263,6 +278,8 @@ class _Core:
         if self.closed:
             return
         try:
+            if self.data.emptied and self.data and self.state.version:
+                self._renew()
             self.plan = yield from self._persist()
             if self.state.retired:
                 yield from self._retire()
@@ -272,8 +289,15 @@ class _Core:
         finally:
             self.closed = True
 
+    def _renew(self) -> None:
+        """Emptied, then written again (``clear()``, then a login): the new data gets a new
+        id and the old record is deleted, as Django's ``flush()`` does, so whoever held the
+        old id does not hold the new session."""
+        self.regenerate(delete_old=True, grace=0)
+
     def _persist(self) -> Flow[Plan]:
         state, eng, c = self.state, self.engine, self.config
+        collisions = 0
         # Optimistic writers that lose a race merge and retry; with many writers on one
         # session a fixed try count starves the unlucky ones, so retries back off with jitter
         # and are bounded by the same lock_wait that bounds waiting for a lock.
@@ -288,6 +312,13 @@ class _Core:
             except VersionMismatch:
                 assert isinstance(plan, Write)
                 if plan.expect == MUST_CREATE:  # id collision: take another id
+                    collisions += 1
+                    if collisions > MAX_ID_RETRIES:
+                        raise IdCollision(
+                            f"the store's create_id returned an id already in use "
+                            f"{collisions} times in a row; check the store's create_id: it "
+                            "must return a new random id (coatcheck.ids.new_id) on every call"
+                        ) from None
                     new = eng.fresh(state.header.created, self.client)
                     state.id, state.key = new.id, new.key
                     state.header.fingerprint = new.header.fingerprint
@@ -367,7 +398,11 @@ class _Core:
 
     def reset(self) -> Flow[None]:
         self._check_open()
+        self.data.emptied = False
         state = self.state
+        for old in state.retired:  # regenerate_id undone: give back the old id's lock
+            if old.token is not None:
+                yield from self._release_or_remember(old.key, old.token)
         state.retired = []
         if state.version == 0:
             self.data._replace({})
@@ -379,17 +414,21 @@ class _Core:
             self.data._replace({})
             state.snapshot, state.version = None, 0
             return
-        token = state.token
+        token, sent = state.token, state.cookie_id_sent
         self.state = loaded.state
-        self.state.token = token
+        self.state.token, self.state.cookie_id_sent = token, sent
 
     def destroy(self, restart: bool) -> Flow[None]:
         state = self.state
         if state.version:
             yield ops.Destroy(state.key)
         for old in state.retired:
-            yield ops.Destroy(old.key)
+            if old.tombstone is not None or old.until >= 0:
+                yield ops.Destroy(old.key)
+            elif old.token is not None:  # kept by regenerate_id(delete_old=False)
+                yield from self._release_or_remember(old.key, old.token)
         self.destroyed = True
+        self.data.emptied = False
         self.state = self.engine.fresh(self.clock(), self.client)
         self.closed = not restart
         if not restart:
@@ -404,6 +443,7 @@ class _Core:
         self.state = self.engine.regenerate(
             self.state, self.clock(), self.client, delete_old=delete_old, grace=grace
         )
+        self.data.emptied = False  # a new id already
 
     def _check_open(self) -> None:
         if self.closed:
@@ -412,7 +452,9 @@ class _Core:
     def cookie(self) -> CookieAction | None:
         if not self.closed:
             return None
-        return self.engine.cookie(self.state, self.plan, self.destroyed, self.had_cookie)
+        return self.engine.cookie(
+            self.state, self.plan, self.destroyed, self.had_cookie, self.clock()
+        )
 
 
 def _run_sync(store: Store, flow: Flow[T]) -> T:
@@ -535,7 +577,7 @@ class _Base(MutableMapping[str, Any], Generic[S]):
     @property
     def cookie_max_age(self) -> int | None:
         """The cookie's Max-Age: None for a browser-session cookie."""
-        return self._core.engine.max_age(self._core.state)
+        return self._core.engine.max_age(self._core.state, self._core.clock())
 
     @property
     def read_only(self) -> bool:
@@ -557,6 +599,9 @@ class _Base(MutableMapping[str, Any], Generic[S]):
     def remember(self, idle: float, absolute: float | None = None) -> None:
         """Per-session timeouts ("remember me"); also makes the cookie persistent."""
         self._writable()
+        idle = check_seconds("remember() idle", idle)
+        if absolute is not None:
+            absolute = check_seconds("remember() absolute", absolute)
         if idle <= 0 or (absolute is not None and absolute <= 0):
             raise ValueError("remember() timeouts must be greater than 0")
         header = self._core.state.header

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
 
-from coatcheck import Client, EncodeError, SessionTooLarge
+from coatcheck import Client, EncodeError, IdCollision, SessionTooLarge
 from coatcheck.ids import storage_key
+from coatcheck.record import pack, unpack
 from coatcheck.stores.base import Stored
 
 from ._driver import Driver, aw
@@ -185,6 +187,121 @@ async def test_destroy_removes_data_and_deletes_the_cookie(drv: Driver) -> None:
     replay = await aw(drv.manager().start(sid))
     assert replay.is_new and "user" not in replay
     await aw(replay.abort())
+
+
+async def test_destroy_restart_then_new_data_sends_the_new_cookie(drv: Driver) -> None:
+    """destroy(restart=True) and a login in the same request: the response names the new
+    session, not a deletion cookie that would log the user out and orphan the record."""
+    sid = await new_session(drv, {"user": "ann"})
+    s = await aw(drv.manager().start(sid))
+    await aw(s.destroy(restart=True))
+    s["user"] = "bob"
+    await aw(s.write_close())
+    assert s.id != sid
+    assert (s.set_cookie_header() or "").startswith(f"session={s.id};")
+    assert await stored(drv, sid) is None
+    after = await aw(drv.manager().start(s.id))
+    assert not after.is_new and dict(after) == {"user": "bob"}
+    await aw(after.abort())
+
+
+async def test_destroy_restart_with_nothing_new_deletes_the_cookie(drv: Driver) -> None:
+    sid = await new_session(drv, {"user": "ann"})
+    s = await aw(drv.manager().start(sid))
+    await aw(s.destroy(restart=True))
+    await aw(s.write_close())
+    assert "Max-Age=0" in (s.set_cookie_header() or "")
+    assert await stored(drv, sid) is None and await stored(drv, s.id) is None
+
+
+@pytest.mark.parametrize("lock_mode", ["exclusive", "optimistic", "none"])
+async def test_emptied_then_written_session_gets_a_new_id(drv: Driver, lock_mode: str) -> None:
+    """``clear()`` then a login (Flask's idiom): the new data never lives under the old id."""
+    sid = await new_session(drv, {"user": "ann", "cart": [1]})
+    s = await aw(drv.manager(lock_mode=lock_mode).start(sid))
+    s.data.clear()
+    s["user"] = "bob"
+    await aw(s.write_close())
+    assert s.id != sid
+    assert (s.set_cookie_header() or "").startswith(f"session={s.id};")
+    assert await stored(drv, sid) is None
+    old = await aw(drv.manager().start(sid))
+    assert old.is_new and "user" not in old
+    await aw(old.abort())
+    new = await aw(drv.manager().start(s.id))
+    assert dict(new) == {"user": "bob"}
+    await aw(new.abort())
+
+
+async def test_every_key_deleted_then_written_gets_a_new_id(drv: Driver) -> None:
+    sid = await new_session(drv, {"user": "ann", "cart": [1]})
+    s = await aw(drv.manager().start(sid))
+    del s["user"]
+    s.pop("cart")
+    s["user"] = "bob"
+    await aw(s.write_close())
+    assert s.id != sid and await stored(drv, sid) is None
+    assert (s.set_cookie_header() or "").startswith(f"session={s.id};")
+
+
+async def test_a_session_only_emptied_keeps_its_id(drv: Driver) -> None:
+    sid = await new_session(drv, {"user": "ann"})
+    s = await aw(drv.manager().start(sid))
+    s.data.clear()
+    await aw(s.write_close())
+    assert s.id == sid and s.set_cookie_header() is None
+    check = await aw(drv.manager().start(sid))
+    assert not check.is_new and dict(check) == {}
+    await aw(check.abort())
+
+
+async def test_a_create_id_that_keeps_colliding_raises_id_collision(drv: Driver) -> None:
+    """A store whose create_id repeats an id in use: a named error, not an endless loop."""
+    taken = await new_session(drv, {"n": 1})
+    before = await stored(drv, taken)
+    calls = 0
+
+    def create_id(id_bytes: int) -> str:
+        nonlocal calls
+        calls += 1
+        if calls > 50:  # without a bound the save would never end
+            raise RuntimeError("save kept asking for ids")
+        return taken
+
+    drv.store.create_id = create_id  # type: ignore[method-assign]
+    try:
+        s = await aw(drv.manager().start())
+        s["n"] = 2
+        with pytest.raises(IdCollision, match="create_id"):
+            await aw(s.write_close())
+    finally:
+        del drv.store.create_id
+    assert calls <= 10
+    after = await stored(drv, taken)
+    assert after is not None and before is not None and after.payload == before.payload
+
+
+async def test_a_tampered_tombstone_forwards_nowhere(drv: Driver) -> None:
+    """Whoever can write the store cannot point a grace-window tombstone at another session."""
+    victim = await new_session(drv, {"user": "victim"})
+    sid = await new_session(drv, {"user": "ann"})
+    s = await aw(drv.manager().start(sid))
+    s.regenerate_id(grace=60)
+    await aw(s.write_close())
+    tomb = await stored(drv, sid)
+    assert tomb is not None
+    header, data = unpack(tomb.payload)
+    assert header.successor is not None
+    # flip the bits that would turn the new id into the victim's under a plain stream cipher
+    raw = bytearray(base64.urlsafe_b64decode(header.successor))
+    delta = bytes(a ^ b for a, b in zip(s.id.encode(), victim.encode(), strict=True))
+    for i, d in enumerate(delta[: len(raw)]):
+        raw[i] ^= d
+    header.successor = base64.urlsafe_b64encode(bytes(raw)).decode()
+    await aw(drv.store.write(storage_key(sid), pack(header, data), tomb.expires_at))
+    late = await aw(drv.manager().start(sid))
+    assert late.is_new and late.id not in (victim, s.id) and dict(late) == {}
+    await aw(late.abort())
 
 
 async def test_regenerate_kills_the_old_id(drv: Driver) -> None:
