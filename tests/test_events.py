@@ -79,3 +79,85 @@ def test_guessing_memory_is_bounded() -> None:
     assert detector.unknown_id("c", 1)
     with pytest.raises(ValueError):
         GuessingDetector(threshold=0)
+
+
+# --- the events a session's life raises, through the public API ---------------------------
+
+
+def test_a_sessions_life_raises_its_events(seen: list[SecurityEvent]) -> None:
+    from coatcheck import Client, Config, SessionManager, ids
+    from coatcheck.errors import LockLost
+    from coatcheck.stores.memory import MemoryStore
+
+    now = [1_000_000.0]
+    manager = SessionManager(
+        MemoryStore(), Config(idle_timeout=600, lock_lease=5), clock=lambda: now[0]
+    )
+    ada = Client(user_agent="firefox", ip="192.0.2.7")
+    s = manager.start(None, client=ada)
+    s["user"] = "ada"
+    s.write_close()
+    first = s.id
+    s = manager.start(first, client=ada)
+    s.regenerate_id()
+    s.write_close()
+    second = s.id
+    assert [(e.kind, e.session, e.client) for e in seen] == [
+        ("created", ids.storage_key(first), "192.0.2.7"),
+        ("regenerated", ids.storage_key(first), "192.0.2.7"),
+        ("created", ids.storage_key(second), "192.0.2.7"),
+    ]
+    raw = {first, second}
+    seen.clear()
+
+    held = manager.start(second, client=ada)
+    held["x"] = 1
+    now[0] += 6  # the lease runs out; another request takes the session
+    other = manager.start(second, client=ada)
+    with pytest.raises(LockLost):
+        held.write_close()
+    other.destroy()
+    assert [e.kind for e in seen] == ["lock_lost", "destroyed"]
+    seen.clear()
+
+    def fresh() -> str:
+        s = manager.start(None, client=ada)
+        s["n"] = 1
+        s.write_close()
+        raw.add(s.id)
+        return s.id
+
+    third = fresh()
+    stranger = manager.start(third, client=Client(user_agent="curl", ip="198.51.100.9"))
+    assert stranger.is_new and stranger.is_bad_hash
+    stranger.abort()
+    fourth = fresh()
+    now[0] += 601
+    assert manager.start(fourth, client=ada).is_expired
+    kinds = [(e.kind, dict(e.detail)) for e in seen]
+    assert kinds == [
+        ("created", {}),
+        ("fingerprint_mismatch", {"policy": "reset"}),
+        ("created", {}),
+        ("expired", {"reason": "idle"}),
+    ]
+    for event in seen:  # the hashed key only, never the id
+        assert event.session not in raw and all(r not in repr(event) for r in raw)
+
+
+def test_many_unknown_ids_from_one_client_raise_one_guessing_event(
+    seen: list[SecurityEvent],
+) -> None:
+    from coatcheck import Client, SessionManager, ids
+    from coatcheck.stores.memory import MemoryStore
+
+    store = MemoryStore()
+    manager = SessionManager(store)
+    prober = Client(user_agent="bot", ip="203.0.113.50")
+    for _ in range(25):
+        s = manager.start(ids.new_id(), client=prober)
+        assert s.is_new
+        s.abort()
+    assert [e.kind for e in seen] == ["guessing"]
+    assert seen[0].client == "203.0.113.50" and seen[0].detail["count"] == 20
+    assert list(store.scan()) == []  # no store writes for the guesses

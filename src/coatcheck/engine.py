@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import codec, ids, record
+from . import codec, events, ids, record
 from .config import Config
 from .contract import MUST_CREATE, MUST_EXIST, Stored
 from .cookies import CookieAction
@@ -127,6 +127,8 @@ class Engine:
         self._create_id = create_id
         self._rng = rng or random.SystemRandom()
         self._collects = collects and config.gc_probability > 0
+        # unknown or expired ids per client address: one "guessing" event past the threshold
+        self.guessing = events.GuessingDetector()
 
     # --- ids ----------------------------------------------------------------------------
 
@@ -184,6 +186,7 @@ class Engine:
         # No closure for the start-over cases: it would turn every local here into a cell
         # variable, slower to read on every request, though starting over is rare.
         if stored is None:
+            self.guessing.unknown_id(client.ip, now)
             return self._start_over(now, client, None)
         key = key or ids.storage_key(sid)
         try:
@@ -195,6 +198,10 @@ class Engine:
         if header.successor is not None:
             return self._follow(sid, header, now, followed) or self._start_over(now, client, key)
         if self.expired(header, stored.expires_at, now):
+            absolute = header.absolute or self.config.absolute_timeout
+            reason = "absolute" if now - header.created >= absolute else "idle"
+            events.emit("expired", key, client.ip, reason=reason)
+            self.guessing.unknown_id(client.ip, now, key)
             return self._start_over(now, client, key, expired=True)
         state = State(
             id=sid,
@@ -209,8 +216,8 @@ class Engine:
         )
         expected = self.fingerprint(sid, client)
         if expected is not None and not ids.same(header.fingerprint or "", expected):
-            security_log.warning(
-                "session fingerprint mismatch (policy %s)", self.config.fingerprint_policy
+            events.emit(
+                "fingerprint_mismatch", key, client.ip, policy=self.config.fingerprint_policy
             )
             if self.config.fingerprint_policy == "reset":
                 return self._start_over(now, client, key, bad_hash=True)

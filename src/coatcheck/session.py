@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable, Generator, Iterator, MutableMapping
 from typing import Any, Generic, TypeVar
 
-from . import ids, ops
+from . import events, ids, ops
 from .config import Config, LockMode, check_seconds
 from .contract import LOCKED, MUST_CREATE, LockRequest, ReadResult, Stored
 from .cookies import CookieAction, set_cookie
@@ -280,7 +280,14 @@ class _Core:
         try:
             if self.data.emptied and self.data and self.state.version:
                 self._renew()
-            self.plan = yield from self._persist()
+            try:
+                self.plan = yield from self._persist()
+            except LockLost:
+                events.emit("lock_lost", self.state.key, self.client.ip)
+                raise
+            plan = self.plan
+            if isinstance(plan, Write) and plan.expect == MUST_CREATE:
+                events.emit("created", self.state.key, self.client.ip)
             if self.state.retired:
                 yield from self._retire()
         except BaseException:
@@ -422,6 +429,7 @@ class _Core:
         state = self.state
         if state.version:
             yield ops.Destroy(state.key)
+            events.emit("destroyed", state.key, self.client.ip)
         for old in state.retired:
             if old.tombstone is not None or old.until >= 0:
                 yield ops.Destroy(old.key)
@@ -440,6 +448,10 @@ class _Core:
 
     def regenerate(self, delete_old: bool, grace: float | None) -> None:
         self._check_open()
+        if self.state.version:  # a stored session moves on (an unsaved one has no past)
+            events.emit(
+                "regenerated", self.state.key, self.client.ip, delete_old=delete_old, grace=grace
+            )
         self.state = self.engine.regenerate(
             self.state, self.clock(), self.client, delete_old=delete_old, grace=grace
         )
