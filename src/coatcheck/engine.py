@@ -347,6 +347,7 @@ class Engine:
             idle=state.header.idle,
             absolute=state.header.absolute,
             fingerprint=new.header.fingerprint,
+            browser=state.header.browser,
         )
         new.data = state.data
         new.retired = state.retired
@@ -377,7 +378,11 @@ class Engine:
                 return CookieAction(state.id, self.max_age(state, now))
             return None
         persistent = self.max_age(state, now)
-        if not state.cookie_id_sent or (persistent is not None and isinstance(plan, Write | Touch)):
+        if (
+            not state.cookie_id_sent
+            or (persistent is not None and isinstance(plan, Write | Touch))
+            or (isinstance(plan, Write) and state.header_dirty)  # remember() or forget()
+        ):
             return CookieAction(state.id, persistent)
         return None
 
@@ -388,6 +393,8 @@ class Engine:
         absolute one (counted from creation), so a "remember me" cookie with an idle timeout
         past the absolute cap does not outlive the session it names.
         """
+        if state.header.browser:
+            return None
         if state.header.idle:
             wanted = int(state.header.idle)
         else:

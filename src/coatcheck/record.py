@@ -27,6 +27,7 @@ class Header:
     big: bool = False  # data was encoded by the big-int encoder
     successor: str | None = None  # sealed new id, in a tombstone left by regenerate_id
     grace_until: float | None = None  # a tombstone follows its successor until then
+    browser: bool = False  # a browser-session cookie, whatever cookie_lifetime says (forget())
 
     def to_json(self) -> dict[str, Any]:
         # one-letter keys keep the header line short; unpack() reads the same letters
@@ -43,6 +44,8 @@ class Header:
             out["s"] = self.successor
         if self.grace_until:
             out["g"] = self.grace_until
+        if self.browser:
+            out["b"] = True
         return out
 
 
@@ -70,6 +73,7 @@ def unpack(payload: bytes) -> tuple[Header, bytes]:
         big=get("j", False),
         successor=get("s"),
         grace_until=get("g"),
+        browser=get("b", False),
     )
     _check_types(header)
     return header, data
@@ -91,5 +95,5 @@ def _check_types(h: Header) -> None:
         raise ValueError("payload header has a non-numeric timeout")
     if type(h.fingerprint) not in _TEXT_OR_NONE or type(h.successor) not in _TEXT_OR_NONE:
         raise ValueError("payload header has a malformed hash")
-    if type(h.big) is not bool:
+    if type(h.big) is not bool or type(h.browser) is not bool:
         raise ValueError("payload header has a malformed flag")

@@ -617,7 +617,18 @@ class _Base(MutableMapping[str, Any], Generic[S]):
         if idle <= 0 or (absolute is not None and absolute <= 0):
             raise ValueError("remember() timeouts must be greater than 0")
         header = self._core.state.header
-        header.idle, header.absolute = idle, absolute
+        header.idle, header.absolute, header.browser = idle, absolute, False
+        self._core.state.header_dirty = True
+
+    def forget(self) -> None:
+        """Undo :meth:`remember`: the configured timeouts again, and a browser-session cookie
+        (no Max-Age) whatever ``cookie_lifetime`` says (Flask's ``permanent = False``)."""
+        self._writable()
+        header = self._core.state.header
+        if header.browser and header.idle is None and header.absolute is None:
+            return
+        header.idle = header.absolute = None
+        header.browser = True
         self._core.state.header_dirty = True
 
     def cookie(self) -> CookieAction | None:

@@ -494,16 +494,29 @@ def test_permanent_true_is_remember_me_for_cookie_and_server(store: CountingStor
     assert b"Hello nobody" in forgotten.get("/").data
 
 
-def test_permanent_false_on_a_persistent_cookie_is_refused(tmp_path: Path) -> None:
-    app = flask_app(tmp_path)
+def test_permanent_false_gives_a_browser_session_cookie(tmp_path: Path) -> None:
+    app = flask_app(tmp_path, COATCHECK_IDLE_TIMEOUT=600)  # SESSION_PERMANENT: True
 
     @app.get("/forget")
     def forget() -> Any:
+        flask.session["n"] = 1
         flask.session.permanent = False
-        return "ok"
+        return {"permanent": flask.session.permanent}
 
-    with pytest.raises(ConfigError, match="SESSION_PERMANENT = False"):
-        browser(app).get("/forget")
+    @app.get("/remember")
+    def remember() -> Any:
+        flask.session.permanent = True
+        return {"permanent": flask.session.permanent}
+
+    client = browser(app)
+    assert "Max-Age=600" in client.get("/").headers["Set-Cookie"]  # permanent by default
+    forgot = client.get("/forget")
+    assert forgot.json == {"permanent": False}
+    assert "Max-Age" not in forgot.headers["Set-Cookie"]  # the persistent cookie replaced
+    assert client.get("/").json == {"permanent": False, "idle": 600}  # it stays so
+    again = client.get("/remember")
+    assert again.json == {"permanent": True}
+    assert "Max-Age=2678400" in again.headers["Set-Cookie"]  # PERMANENT_SESSION_LIFETIME
 
 
 def test_regenerate_with_grace_lets_in_flight_requests_follow(store: CountingStore) -> None:

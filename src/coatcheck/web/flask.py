@@ -150,15 +150,14 @@ class FlaskSession(RequestSession, flask_sessions.SessionMixin):
             lifetime = current_app.permanent_session_lifetime.total_seconds()
             # cookie_max_age counts down to the absolute cap: compare the lifetime asked for
             configured = int(self.manager.config.cookie_lifetime)
-            if s.idle_timeout != lifetime or (not s.remembered and configured != int(lifetime)):
+            if (
+                s.cookie_max_age is None
+                or s.idle_timeout != lifetime
+                or (not s.remembered and configured != int(lifetime))
+            ):
                 s.remember(lifetime, max(lifetime, self.manager.config.absolute_timeout))
         elif s.cookie_max_age is not None:
-            raise ConfigError(
-                "session.permanent = False: this session's cookie is persistent "
-                "(SESSION_PERMANENT, on by default, or session.permanent = True before) and "
-                "cannot become a browser-session one; set SESSION_PERMANENT = False and make "
-                "sessions permanent one by one with session.permanent = True"
-            )
+            s.forget()  # a browser-session cookie, the configured idle timeout on the server
 
     # --- mapping, with flashed messages -------------------------------------------------
 
