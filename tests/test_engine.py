@@ -236,8 +236,25 @@ def test_merge_conflicts_by_resolution() -> None:
     st.data["k"] = "m"
     st.data["same"] = 1
     with pytest.raises(SessionConflict) as info:
-        eng.merge(st, stored_for(eng, st.id, {"k": "t", "same": 1}))
-    assert info.value.keys == ["k"]  # both set "same" to 1: no conflict there
+        eng.merge(st, stored_for(eng, st.id, {"k": "t", "same": 1, "other": 0}))
+    # both set "same" from 0 to 1: two increments, not one agreement; "other" is theirs alone
+    assert info.value.keys == ["k", "same"]
+
+
+def test_merge_takes_theirs_as_the_new_base() -> None:
+    """A second lost race compares against what the first merge saw, not the first read."""
+    eng = engine()
+    st = loaded_state(eng, {"n": 0})
+    st.data["mine"] = 1
+    first = stored_for(eng, st.id, {"n": 0, "a": 1})
+    st.data.update(eng.merge(st, first))
+    # another writer adds "b"; "a" (which this request only carried over) is no conflict
+    assert eng.merge(st, stored_for(eng, st.id, {"n": 0, "a": 1, "b": 2})) == {
+        "n": 0,
+        "a": 1,
+        "b": 2,
+        "mine": 1,
+    }
 
 
 def test_regenerate_with_grace_leaves_a_forwarding_tombstone() -> None:

@@ -290,7 +290,14 @@ class Engine:
         return Release() if state.token is not None else Nothing()
 
     def merge(self, state: State, theirs_stored: Stored) -> dict[str, Any]:
-        """Optimistic mode: apply this request's changes onto what another request wrote."""
+        """Optimistic mode: apply this request's changes onto what another request wrote.
+
+        A key both requests changed from the same base is a conflict, even when both wrote
+        the same value: two requests that each set ``n`` from 1 to 2 meant two increments,
+        and merging them as one would lose an update with every response a success.
+        What the other request wrote becomes this request's new base (``state.snapshot``),
+        so a second lost race compares against it, not against the first read.
+        """
         base = codec.decode(state.snapshot, state.header.big) if state.snapshot else {}
         their_header, theirs_bytes = record.unpack(theirs_stored.payload)
         theirs = codec.decode(theirs_bytes, their_header.big)
@@ -302,7 +309,7 @@ class Engine:
             if _equal(b, m):
                 continue  # not changed by this request
             t = theirs.get(k, _MISSING)
-            if not _equal(t, b) and not _equal(t, m):
+            if not _equal(t, b):  # changed by both
                 conflicts.append(k)
                 if self.config.conflict_resolution == "theirs":
                     continue
@@ -311,7 +318,8 @@ class Engine:
             else:
                 merged[k] = m
         if conflicts and self.config.conflict_resolution == "raise":
-            raise SessionConflict(conflicts)
+            raise SessionConflict(sorted(conflicts))
+        state.snapshot, state.header.big = theirs_bytes, their_header.big
         return merged
 
     # --- regenerate ---------------------------------------------------------------------

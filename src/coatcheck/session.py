@@ -338,9 +338,8 @@ class _Core:
                     ) from None
                 if self.mode != "optimistic":  # none mode expects only existence
                     continue
-                self.data._replace(eng.merge(state, theirs))
+                self.data._replace(eng.merge(state, theirs))  # theirs becomes the base
                 state.version = theirs.version
-                state.snapshot = None
                 if delays is None:
                     backoffs = backoff(
                         c.lock_backoff, c.lock_backoff_max, c.lock_wait, self.clock, self.rng

@@ -189,6 +189,70 @@ async def test_optimistic_conflict_on_the_same_key(drv: Driver, resolution: str)
     await aw(final.abort())
 
 
+async def test_optimistic_increments_to_the_same_value_conflict(drv: Driver) -> None:
+    """Two requests that both set n from 0 to 1 meant two increments: one lands, one raises.
+
+    Merging them as agreement would end at 1 with both responses a success: a lost update.
+    """
+    sid = await new_session(drv, {"n": 0})
+    m = drv.manager(lock_mode="optimistic")
+    a = await aw(m.start(sid))
+    b = await aw(m.start(sid))
+    a["n"] += 1
+    b["n"] += 1
+    await aw(a.write_close())
+    with pytest.raises(SessionConflict) as info:
+        await aw(b.write_close())
+    assert info.value.keys == ["n"]
+    final = await aw(m.start(sid))
+    assert final["n"] == 1  # one success, one conflict: the count matches the successes
+    await aw(final.abort())
+
+
+async def test_optimistic_concurrent_counters_count_every_success(drv: Driver) -> None:
+    """8 writers bump one counter: the final count equals the writes that reported success."""
+    sid = await new_session(drv, {"n": 0})
+    m = drv.manager(lock_mode="optimistic", lock_wait=30)
+    wins: list[int] = []
+    if drv.asynchronous:
+
+        async def bump() -> None:
+            for _ in range(5):
+                s = await m.start(sid)  # type: ignore[misc]
+                s["n"] += 1
+                try:
+                    await s.write_close()
+                except SessionConflict:
+                    continue
+                wins.append(1)
+
+        await asyncio.gather(*(bump() for _ in range(8)))
+    else:
+        errors: list[BaseException] = []
+
+        def sync_bump() -> None:
+            try:
+                for _ in range(5):
+                    try:
+                        with m.start(sid) as s:  # type: ignore[union-attr]
+                            s["n"] += 1
+                    except SessionConflict:
+                        continue
+                    wins.append(1)
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=sync_bump) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+    final = await aw(m.start(sid))
+    assert final["n"] == len(wins) >= 1
+    await aw(final.abort())
+
+
 async def test_none_mode_does_not_resurrect_a_destroyed_session(drv: Driver) -> None:
     sid = await new_session(drv, {"user": 1})
     m = drv.manager(lock_mode="none")
