@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coatcheck import Client, Config, ConfigError, EncodeError, codec, events, record
-from coatcheck.cookies import CookieAction, session_cookie, set_cookie
+from coatcheck.cookies import CookieAction, http_date, session_cookie, set_cookie
 from coatcheck.web.common import request_cookie
 
 
@@ -110,6 +110,13 @@ def test_set_cookie_attributes() -> None:
     assert deletion == (
         "session=; Path=/app; Domain=example.com; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
     )
+
+
+@pytest.mark.parametrize("stamp", [0, 951782400, 1_700_000_000.7, 4_102_444_799, 1_582_934_400])
+def test_http_date_is_the_imf_fixdate_of_the_standard_library(stamp: float) -> None:
+    from email.utils import formatdate
+
+    assert http_date(stamp) == formatdate(stamp, usegmt=True)
 
 
 def test_set_cookie_refuses_header_splitting() -> None:
