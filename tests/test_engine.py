@@ -241,6 +241,14 @@ def test_merge_conflicts_by_resolution() -> None:
     assert info.value.keys == ["k", "same"]
 
 
+def test_merge_over_a_corrupt_record_keeps_this_requests_data() -> None:
+    eng = engine()
+    st = loaded_state(eng, {"n": 0})
+    st.data["mine"] = 1
+    corrupt = Stored(b"\x00not a record", T0 + 100, 7)
+    assert eng.merge(st, corrupt) == {"n": 0, "mine": 1}  # no ValueError reaches the app
+
+
 def test_merge_takes_theirs_as_the_new_base() -> None:
     """A second lost race compares against what the first merge saw, not the first read."""
     eng = engine()

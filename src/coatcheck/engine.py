@@ -299,9 +299,16 @@ class Engine:
         so a second lost race compares against it, not against the first read.
         """
         base = codec.decode(state.snapshot, state.header.big) if state.snapshot else {}
-        their_header, theirs_bytes = record.unpack(theirs_stored.payload)
-        theirs = codec.decode(theirs_bytes, their_header.big)
         mine = state.data
+        try:
+            their_header, theirs_bytes = record.unpack(theirs_stored.payload)
+            theirs = codec.decode(theirs_bytes, their_header.big)
+        except ValueError:
+            # as load() does with a corrupt record (or one sealed under a key this server
+            # lacks): nothing in it can be used, so this request's data replaces it
+            security_log.warning("corrupt session record met while merging; replaced")
+            state.snapshot = None
+            return dict(mine)
         merged = dict(theirs)
         conflicts = []
         for k in set(base) | set(mine):
