@@ -34,8 +34,17 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)
 
-bench: $(STAMP)
-	$(BIN)/python -m bench.cycle
+# Every benchmark (docs/benchmarks.md): the peers from the `bench` extra, the services up.
+# BENCH_QUICK=1 for a ~2 minute smoke run; `python -m bench.all PART ...` for some parts.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP)
+	-bash .ci/services.sh
+	$(BIN)/python -m bench.all
 
 clean:
 	rm -rf $(VENV) build *.egg-info

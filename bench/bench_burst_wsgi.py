@@ -8,7 +8,7 @@ last answer:
 * held: exclusive lock held through the work: the requests run one after another.
 * optimistic: no lock, each request writes a key of its own; 409s are counted, not retried.
 
-Stores: SQLite (a file in a temp dir) and Redis when reachable (``COATCHECK_TEST_REDIS``).
+Stores: see bench/burst.py (SQLite; Redis and PostgreSQL with and without notification).
 Run: python -m bench.bench_burst_wsgi (``BENCH_ROUNDS`` bursts per case, default 15).
 """
 

@@ -1,14 +1,23 @@
-"""Session cycle on MySQL/MariaDB: coatcheck against raw PyMySQL/asyncmy, same statements.
+"""Session cycle on MySQL/MariaDB: coatcheck against raw PyMySQL/asyncmy, locked and unlocked.
 
 One cycle = load an existing session with the exclusive lock, increment a counter, save.
-coatcheck sends two round trips per cycle: the read+lock batch (UPDATE; SELECT) and the
-fenced UPDATE that also releases the lock. The baseline sends exactly those statements
-(taken from the store, so they cannot drift) on one plain connection, decoding and
-re-encoding the same record bytes with orjson, in the same process, on a table of its own.
+coatcheck sends two round trips per cycle: the read+lock batch and the fenced write that
+also releases the lock. Two raw baselines (PyMySQL sync, asyncmy async, as the store) run on
+one plain autocommit connection, decoding and re-encoding the same record bytes with orjson,
+in the same process, each on a session of its own:
 
-A second table compares ways to read and lock in raw PyMySQL: the one-round-trip batch
-coatcheck uses, the same two statements as two round trips, and a ``SELECT ... FOR UPDATE``
-transaction. Run: python -m bench.bench_mysql (COATCHECK_TEST_MYSQL overrides the server).
+- "raw unlocked floor" (the floor the ratios use): a ``SELECT`` by key and an ``INSERT ...
+  ON DUPLICATE KEY UPDATE`` of the same row, written out here: no lock at all, one durable
+  commit, the least any session cycle against this table can cost;
+- "raw, same statements": exactly the store's statements (taken from the store, so they
+  cannot drift): what the store's SQL costs without coatcheck's Python around it.
+
+A second table (``python -m bench.bench_mysql`` only) compares ways to read and lock in raw
+PyMySQL, one round trip each: the store's batch with its MEMORY lease table, the same
+statements with an InnoDB lease table (what Galera gets), the lease in the session row as
+before (``UPDATE; SELECT``), and a plain ``SELECT`` with no lock. The last three
+commit nothing or flush the redo log; the first commits a lease without a flush.
+Run: python -m bench.bench_mysql (COATCHECK_TEST_MYSQL overrides the server).
 """
 
 from __future__ import annotations
@@ -44,15 +53,10 @@ from .common import (
     session_cycle,
     store_cycle,
 )
-from .timing import Bench, Row, compare, compare_async, cycles, report
+from .timing import ROUNDS, Bench, Row, compare, compare_async, cycles, report
 
 URL = os.environ.get("COATCHECK_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
 N = cycles(200)
-
-
-def median_us(fn: Callable[[], object]) -> float:
-    """Median µs per call of ``fn`` alone (the read-design table has no coatcheck side)."""
-    return statistics.median(compare({"fn": fn}, N)["fn"])
 
 
 def table_url() -> str:
@@ -64,13 +68,45 @@ def connect_args(url: str) -> dict[str, Any]:
     return {**parse(url).connect_args(), "client_flag": CLIENT.MULTI_STATEMENTS}
 
 
+class Floor:
+    """The unlocked floor: ``SELECT`` then ``INSERT ... ON DUPLICATE KEY UPDATE``, raw."""
+
+    def __init__(self, url: str, key: str) -> None:
+        t = f"`{parse(url).table}`"
+        self.select = f"SELECT payload, expires_at, version FROM {t} WHERE storage_key = %(key)s"
+        self.upsert = (
+            f"INSERT INTO {t} (storage_key, payload, expires_at, version)"
+            " VALUES (%(key)s, %(payload)s, %(expires_at)s, 1) ON DUPLICATE KEY UPDATE"
+            " payload = %(payload)s, expires_at = %(expires_at)s, version = version + 1"
+        )
+        self.key = key
+
+    def write_args(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        payload = bump(bytes(row[0]))
+        return {"key": self.key, "payload": payload, "expires_at": time.time() + IDLE}
+
+    def cycle(self, conn: Any) -> None:
+        with conn.cursor() as cur:
+            cur.execute(self.select, {"key": self.key})
+            row = cur.fetchone()
+            assert row is not None
+            assert cur.execute(self.upsert, self.write_args(row)) == 2
+
+    async def acycle(self, conn: Any) -> None:
+        async with conn.cursor() as cur:
+            await cur.execute(self.select, {"key": self.key})
+            row = await cur.fetchone()
+            assert row is not None
+            assert await cur.execute(self.upsert, self.write_args(row)) == 2
+
+
 class Raw:
     """The hand-written equivalent: the store's two statements on one connection."""
 
     def __init__(self, url: str, key: str) -> None:
         self.q = Sql(parse(url).table)
         self.key = key
-        self.update = self.q.update(fenced=True, versioned=False)
+        self.update, self.report = self.q.update(fenced=True, versioned=False)
 
     def lock_args(self) -> dict[str, Any]:
         now = time.time()
@@ -91,7 +127,12 @@ class Raw:
             cur.nextset()
             row = cur.fetchone()
             assert row is not None and row[3]
-            assert cur.execute(self.update, self.write_args(row)) == 1
+            cur.execute(self.update, self.write_args(row))
+            for _ in range(self.report):
+                cur.nextset()
+            assert cur.rowcount == 1
+            while cur.nextset():
+                pass
 
     async def acycle(self, conn: Any) -> None:
         async with conn.cursor() as cur:
@@ -99,7 +140,12 @@ class Raw:
             await cur.nextset()
             row = await cur.fetchone()
             assert row is not None and row[3]
-            assert await cur.execute(self.update, self.write_args(row)) == 1
+            await cur.execute(self.update, self.write_args(row))
+            for _ in range(self.report):
+                await cur.nextset()
+            assert cur.rowcount == 1
+            while await cur.nextset():
+                pass
 
 
 def run_sync(size: int) -> Row:
@@ -108,12 +154,14 @@ def run_sync(size: int) -> Row:
         sid, nbytes = seed(url, size)
         store = open_store(url)
         raw = Raw(url, storage_key(seed(url, size)[0]))  # sessions of their own
+        floor = Floor(url, storage_key(seed(url, size)[0]))
         conn = pymysql.connect(**connect_args(url))
         try:
             variants = {
                 "session": session_cycle(SessionManager(store, CONFIG), sid),
                 "store": store_cycle(store, storage_key(seed(url, size)[0])),
                 "raw": lambda: raw.cycle(conn),
+                "floor": lambda: floor.cycle(conn),
             }
             rounds = compare(variants, N)
         finally:
@@ -130,12 +178,14 @@ async def run_async(size: int) -> Row:
         sid, nbytes = seed(url, size)
         store = open_async_store(url)
         raw = Raw(url, storage_key(seed(url, size)[0]))
+        floor = Floor(url, storage_key(seed(url, size)[0]))
         conn = await asyncmy.connect(**connect_args(url))
         try:
             variants = {
                 "session": async_session_cycle(AsyncSessionManager(store, CONFIG), sid),
                 "store": async_store_cycle(store, storage_key(seed(url, size)[0])),
                 "raw": lambda: raw.acycle(conn),
+                "floor": lambda: floor.acycle(conn),
             }
             rounds = await compare_async(variants, N)
         finally:
@@ -147,52 +197,65 @@ async def run_async(size: int) -> Row:
 
 
 def read_designs() -> list[tuple[str, float]]:
-    """Raw PyMySQL read+lock of one ~4 KB session, three ways (then release, untimed)."""
+    """Raw PyMySQL read + lock of one ~4 KB session (the same token re-taking its own lease
+    each time), four ways, in alternating rounds; a plain SELECT for reference."""
     url = table_url()
     try:
         sid, _ = seed(url, 4096)
         q, key = Sql(parse(url).table), storage_key(sid)
         conn = pymysql.connect(**connect_args(url))
-        update, select = q.lock_and_select.split(";", 1)
         t = f"`{q.table}`"
+        innodb = Sql(parse(url).table + "_i")  # a copy whose lease table is InnoDB
+        old = f"`{q.table}_o`"  # a copy with the lease in the session row, as before
+        with conn.cursor() as cur:
+            cur.execute(innodb.create_table)
+            cur.execute(innodb.create_leases.replace("{engine}", "InnoDB"))
+            cur.execute(f"INSERT INTO `{innodb.table}` SELECT * FROM {t}")
+            cur.execute(f"CREATE TABLE {old} LIKE {t}")
+            cur.execute(
+                f"ALTER TABLE {old} ADD lock_token VARBINARY(255) NULL,"
+                " ADD lock_until DOUBLE NOT NULL DEFAULT 0"
+            )
+            cur.execute(
+                f"INSERT INTO {old} (storage_key, payload, expires_at, version) SELECT * FROM {t}"
+            )
+        in_row = (
+            f"UPDATE {old} SET lock_until = %(until)s, lock_token = %(token)s"
+            " WHERE storage_key = %(key)s AND expires_at > %(now)s"
+            " AND (lock_token IS NULL OR lock_until <= %(now)s OR lock_token = %(token)s);"
+            " SELECT payload, expires_at, version, lock_token = %(token)s"
+            f" AND lock_until > %(now)s FROM {old} WHERE storage_key = %(key)s"
+        )
 
-        def batch() -> object:
+        def batch(statement: str) -> Callable[[], object]:
+            def lock() -> object:
+                with conn.cursor() as cur:
+                    cur.execute(statement, Raw(url, key).lock_args())
+                    cur.nextset()
+                    row = cur.fetchone()
+                    assert row is not None and row[3]
+                    return row
+
+            return lock
+
+        def select() -> object:
             with conn.cursor() as cur:
-                cur.execute(q.lock_and_select, Raw(url, key).lock_args())
-                cur.nextset()
+                cur.execute(q.select, {"key": key})
                 return cur.fetchone()
 
-        def two_trips() -> object:
-            args = Raw(url, key).lock_args()
-            with conn.cursor() as cur:
-                cur.execute(update, args)
-                cur.execute(select, args)
-                return cur.fetchone()
-
-        def for_update() -> object:
-            now = time.time()
-            with conn.cursor() as cur:
-                cur.execute("BEGIN")
-                cur.execute(
-                    f"SELECT payload, expires_at, version, lock_token, lock_until FROM {t}"
-                    " WHERE storage_key = %s FOR UPDATE",
-                    (key,),
-                )
-                row = cur.fetchone()
-                cur.execute(
-                    f"UPDATE {t} SET lock_token = %s, lock_until = %s WHERE storage_key = %s",
-                    (TOKEN, now + 30, key),
-                )
-                cur.execute("COMMIT")
-                return row
-
-        results = [
-            ("UPDATE; SELECT batch, 1 round trip (coatcheck)", median_us(batch)),
-            ("UPDATE then SELECT, 2 round trips", median_us(two_trips)),
-            ("BEGIN; SELECT ... FOR UPDATE; UPDATE; COMMIT, 4 round trips", median_us(for_update)),
-        ]
+        designs = {
+            "lease in a MEMORY lease table: INSERT ... SELECT; SELECT (coatcheck)": batch(
+                q.lock_and_select
+            ),
+            "the same statements, InnoDB lease table (Galera)": batch(innodb.lock_and_select),
+            "lease in the session row: UPDATE; SELECT (before)": batch(in_row),
+            "plain SELECT, no lock": select,
+        }
+        rounds = compare(designs, N)
+        with conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {old}, `{innodb.table}`, `{innodb.leases}`")
         conn.close()
-        return results
+        return [(name, statistics.median(times)) for name, times in rounds.items()]
     finally:
         drop_namespace(url)
 
@@ -201,18 +264,19 @@ LABELS = {
     "session": "coatcheck session",
     "store": "coatcheck store only",
     "raw": "raw PyMySQL / asyncmy, same statements",
+    "floor": "raw unlocked floor (SELECT + UPSERT)",
 }
 
 
 def run() -> Bench:
     rows = [run_sync(size) for size in (200, 4096)]
     rows += [asyncio.run(run_async(size)) for size in (200, 4096)]
-    return Bench("MySQL/MariaDB", LABELS, ("raw",), rows)
+    return Bench("MySQL/MariaDB", LABELS, ("floor",), rows)
 
 
 def main() -> int:
     report(run())
-    print("Read + lock, raw PyMySQL (µs per read)\n")
+    print(f"Read + lock, raw PyMySQL (median µs per read, {ROUNDS} alternating rounds)\n")
     print("| design | µs |")
     print("| --- | ---: |")
     for name, us in read_designs():

@@ -4,10 +4,18 @@ A benchmark supplies ``serve(url)`` (a context manager giving the base URL of a 
 on that store) and ``one_burst(base, case)`` (seconds from the first request sent to the
 last answer, and how many answered 409). Rounds alternate between the cases, so load from
 elsewhere on the machine hits every case alike.
+
+Stores: SQLite, and Redis and PostgreSQL when reachable, each twice: as configured (lock
+hand-over by notification) and with ``notify=false`` in the URL (the waiter polls with
+backoff), the ``-poll`` rows. ``BENCH_STORES=redis,postgresql-poll`` picks some of them.
+Each row's ``x floor`` is its median over its floor: the serial floor (requests x work) for
+``held``, where the lock makes the requests take turns, the parallel floor (one request's
+work) for the others.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import uuid
@@ -15,7 +23,7 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from urllib.parse import urlsplit
 
-from tests.services import REDIS_URL, reachable
+from tests.services import POSTGRES_URL, REDIS_URL, reachable
 
 from .timing import ROUNDS
 
@@ -23,12 +31,39 @@ Results = dict[str, tuple[list[float], int]]  # case -> (seconds per burst, 409s
 
 
 def stores() -> dict[str, str]:
-    """SQLite in a temp dir, and Redis (a key prefix of its own) when it is reachable."""
+    """SQLite in a temp dir; Redis (a key prefix of its own) and PostgreSQL (a table of its
+    own) when reachable, each with and without notification; ``BENCH_STORES`` filters."""
     out = {"sqlite": f"sqlite:///{tempfile.mkdtemp()}/sessions.db"}
+    tag = uuid.uuid4().hex[:8]
     redis = urlsplit(REDIS_URL)
     if reachable(redis.hostname or "127.0.0.1", redis.port or 6379):
-        out["redis"] = f"{REDIS_URL}?prefix=cc_bench_{uuid.uuid4().hex[:8]}:"
+        out["redis"] = _with(REDIS_URL, f"prefix=cc_bench_{tag}:")
+        out["redis-poll"] = _with(out["redis"], "notify=false")
+    pg = urlsplit(POSTGRES_URL)
+    if reachable(pg.hostname or "127.0.0.1", pg.port or 5432):
+        out["postgresql"] = _with(POSTGRES_URL, f"table=cc_bench_{tag}")
+        out["postgresql-poll"] = _with(out["postgresql"], "notify=false")
+    wanted = os.environ.get("BENCH_STORES")
+    if wanted:
+        names = {n.strip() for n in wanted.split(",")}
+        out = {name: url for name, url in out.items() if name in names}
     return out
+
+
+def _with(url: str, option: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{option}"
+
+
+def _drop(name: str, url: str) -> None:
+    """Remove what a benchmark left in a shared server: its keys, or its table."""
+    if name.startswith("redis"):
+        from tests.support.redis import drop_namespace
+
+        drop_namespace(url)
+    elif name.startswith("postgresql"):
+        from tests.support.postgresql import drop_namespace as drop_table
+
+        drop_table(url)
 
 
 def measure(cases: Iterable[str], one_burst: Callable[[str], tuple[float, int]]) -> Results:
@@ -62,24 +97,25 @@ def report(
 ) -> None:
     """Run ``run(base)`` on every store's server and print one table row per case."""
     print(title)
+    serial, parallel = requests * slow_work * 1000, slow_work * 1000
     print(f"{ROUNDS} bursts per case; ms from first request sent to last answer")
-    print(f"{'store':8} {'case':11} {'median':>8} {'min':>8} {'max':>8} {'409s':>6}")
+    print(
+        f"{'store':16} {'case':11} {'median':>8} {'min':>8} {'max':>8} {'x floor':>8} {'409s':>6}"
+    )
     for name, url in stores().items():
         try:
             with serve(url) as base:
                 results = run(base)
         finally:
-            if name == "redis":
-                from tests.support.redis import drop_namespace
-
-                drop_namespace(url)
+            _drop(name, url)
         for case, (times, conflicts) in results.items():
             ms = [t * 1000 for t in times]
+            floor = serial if case == "held" else parallel
             print(
-                f"{name:8} {case:11} {statistics.median(ms):8.1f} {min(ms):8.1f}"
-                f" {max(ms):8.1f} {conflicts:6d}"
+                f"{name:16} {case:11} {statistics.median(ms):8.1f} {min(ms):8.1f}"
+                f" {max(ms):8.1f} {statistics.median(ms) / floor:8.3f} {conflicts:6d}"
             )
     print(
-        f"(serial floor: {requests * slow_work * 1000:.0f} ms; fully parallel floor:"
-        f" {slow_work * 1000:.0f} ms)"
+        f"(serial floor: {serial:.0f} ms, for held; fully parallel floor: {parallel:.0f} ms,"
+        " for early and optimistic)"
     )

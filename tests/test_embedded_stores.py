@@ -16,19 +16,30 @@ from typing import Any
 import pytest
 
 from coatcheck import ConfigError, StoreUnavailable, open_async_store, open_store
+from coatcheck.errors import LockLost, VersionMismatch
 from coatcheck.ids import storage_key
-from coatcheck.stores.base import AsyncStore, LockRequest, Store
+from coatcheck.locks import new_token
+from coatcheck.stores.base import (
+    LOCKED,
+    MUST_CREATE,
+    MUST_EXIST,
+    AsyncStore,
+    LockRequest,
+    Store,
+    Stored,
+)
 from coatcheck.stores.sqlite import AsyncSQLiteStore, SQLiteStore
 
 from .test_docs import ROOT, read_blocks
 
 KEY = storage_key("A" * 43)
 LATER = time.time() + 3600
+TABLE = "coatcheck_sessions"
 
 
-def run(store: Store | AsyncStore, method: str, *args: Any) -> Any:
+def run(store: Store | AsyncStore, method: str, *args: Any, **kwargs: Any) -> Any:
     """Call ``method`` on a sync or an async store, the same way."""
-    result = getattr(store, method)(*args)
+    result = getattr(store, method)(*args, **kwargs)
     if isinstance(store, AsyncStore):
         if method == "scan":
             return asyncio.run(_collect(result))
@@ -206,3 +217,122 @@ def test_the_embedded_stores_page_runs(tmp_path: Path, monkeypatch: pytest.Monke
     assert blocks
     for block in blocks:
         exec(compile(block.code, f"docs/stores/embedded.md:{block.line}", "exec"), namespace)
+
+
+# --- SQLite: one statement per operation, and the careful path behind it --------------------
+
+
+def _sqlite_store(path: Path, asynchronous: bool, returning: bool) -> Any:
+    cls = AsyncSQLiteStore if asynchronous else SQLiteStore
+    store = cls(str(path))
+    store.returning = returning
+    return store
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("returning", [True, False], ids=["one-statement", "transactions"])
+def test_sqlite_both_paths_keep_the_contract(
+    tmp_path: Path, asynchronous: bool, returning: bool
+) -> None:
+    """The one-statement path and the transactions (SQLite < 3.35) answer and refuse alike."""
+    store = _sqlite_store(tmp_path / "s.db", asynchronous, returning)
+    now = [1000.25]
+    store.clock = lambda: now[0]
+    assert run(store, "write", KEY, b"one", 2000.5, expect=MUST_CREATE) == 1
+    with pytest.raises(VersionMismatch):
+        run(store, "write", KEY, b"again", 2000.5, expect=MUST_CREATE)
+    a, b = LockRequest("token-a", 30), LockRequest("token-b", 30)
+    assert run(store, "read", KEY, a) == Stored(b"one", 2000.5, 1)
+    assert run(store, "read", KEY, b) is LOCKED
+    assert run(store, "read", KEY, a) == Stored(b"one", 2000.5, 1)  # re-entrant
+    with pytest.raises(LockLost):
+        run(store, "write", KEY, b"b", 2000.5, token="token-b")
+    with pytest.raises(VersionMismatch):
+        run(store, "write", KEY, b"a", 2000.5, expect=7, token="token-a")
+    run(store, "release", KEY, "token-b")  # a stranger's release changes nothing
+    assert run(store, "read", KEY, b) is LOCKED
+    assert run(store, "write", KEY, b"two", 2000.5, expect=1, token="token-a") == 2  # and unlocks
+    with pytest.raises(LockLost):
+        run(store, "write", KEY, b"late", 2000.5, token="token-a")  # released: no lease
+    assert run(store, "read", KEY, b) == Stored(b"two", 2000.5, 2)
+    now[0] += 31  # b's lease ends without a release
+    with pytest.raises(LockLost):
+        run(store, "write", KEY, b"b", 2000.5, token="token-b")
+    assert run(store, "read", KEY, LockRequest("token-c", 30)) == Stored(b"two", 2000.5, 2)
+    run(store, "update_timestamp", KEY, 1500.0, token="token-c")  # never moves a deadline back
+    assert run(store, "read", KEY, a) == Stored(b"two", 2000.5, 2)  # and c's lock is gone
+    assert run(store, "write", KEY, b"three", 2000.5, expect=MUST_EXIST, token="token-a") == 3
+    assert run(store, "write", KEY, b"four", 2100.5) == 4  # unfenced, unchecked
+    assert run(store, "write", KEY, b"five", 2100.5, expect=4) == 5  # optimistic
+    with pytest.raises(VersionMismatch):
+        run(store, "write", KEY, b"stale", 2100.5, expect=4)
+    other = storage_key("B" * 43)
+    with pytest.raises(VersionMismatch):
+        run(store, "write", other, b"x", 2100.5, expect=MUST_EXIST)
+    run(store, "write", other, b"x", 1001.0)
+    now[0] = 1002.0  # past other's deadline: returned as it is, never locked
+    assert run(store, "read", other, a) == Stored(b"x", 1001.0, 1)
+    assert run(store, "read", other, b) == Stored(b"x", 1001.0, 1)
+    assert run(store, "validate_id", other) is False
+    assert run(store, "validate_id", KEY) is True
+    run(store, "destroy", KEY)
+    assert run(store, "read", KEY, a) is None
+    assert run(store, "validate_id", KEY) is False
+    run(store, "close")
+
+
+def test_sqlite_old_and_new_processes_share_one_lock(tmp_path: Path) -> None:
+    """During an upgrade, a store on the transactions (older coatcheck, or SQLite < 3.35)
+    and one on single statements share a database: each respects the other's lease."""
+    new = _sqlite_store(tmp_path / "s.db", False, True)
+    old = _sqlite_store(tmp_path / "s.db", False, False)
+    new.write(KEY, b"x", LATER)
+    assert isinstance(new.read(KEY, LockRequest("new", 30)), Stored)
+    assert old.read(KEY, LockRequest("old", 30)) is LOCKED
+    new.write(KEY, b"by new", LATER, token="new")  # a released lease keeps its token...
+    got = old.read(KEY, LockRequest("old", 30))  # ...and is free to the old code too
+    assert isinstance(got, Stored) and got.payload == b"by new"
+    assert new.read(KEY, LockRequest("new2", 30)) is LOCKED
+    with pytest.raises(LockLost):
+        new.write(KEY, b"x", LATER, token="new")
+    old.write(KEY, b"by old", LATER, token="old")
+    got = new.read(KEY, LockRequest("new2", 30))
+    assert isinstance(got, Stored) and got.payload == b"by old"
+    new.close()
+    old.close()
+
+
+def test_sqlite_a_session_cycle_is_two_statements(tmp_path: Path) -> None:
+    """Read + lock is one statement and the fenced write another: no BEGIN, no SELECT first."""
+    store = SQLiteStore(str(tmp_path / "s.db"))
+    store.write(KEY, b"x", LATER)
+    conn = sqlite3.connect(tmp_path / "s.db")  # SQLite's own view of the row, for its shape
+    # typeof() of every column and the byte length of the variable ones: a REAL lock_until
+    # takes 8 bytes on disk, a whole number (0) none, a NULL token none
+    shape = (
+        "SELECT typeof(payload), length(payload), typeof(expires_at), typeof(version),"
+        f" typeof(lock_token), length(lock_token), typeof(lock_until) FROM {TABLE}"
+    )
+    sent: list[str] = []
+    store._connection(create=False).set_trace_callback(sent.append)
+    shapes = []
+    for n in range(3):
+        token = new_token()
+        got = store.read(KEY, LockRequest(token, 30))
+        assert isinstance(got, Stored)
+        shapes.append(conn.execute(shape).fetchone())
+        store.write(KEY, got.payload[:-1] + str(n).encode(), LATER, token=token)
+        shapes.append(conn.execute(shape).fetchone())
+    # locked or released, the row keeps its size (a released lease keeps its token and a
+    # lock_until that is a REAL), so SQLite rewrites it in place
+    assert len(set(shapes)) == 1
+    assert shapes[0][-3:] == ("text", 22, "real")
+    assert [s.split()[0] for s in sent] == ["UPDATE", "UPDATE"] * 3
+    sent.clear()
+    store.read(KEY)
+    store.update_timestamp(KEY, LATER + 1, token="nobody")
+    store.release(KEY, "nobody")
+    store.validate_id(KEY)
+    assert [s.split()[0] for s in sent] == ["SELECT", "UPDATE", "UPDATE", "SELECT"]
+    conn.close()
+    store.close()

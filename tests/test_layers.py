@@ -17,6 +17,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = SRC / "coatcheck"
 
 CORE = {"errors", "config", "ids", "codec", "record", "contract", "cookies", "locks", "events"}
+CORE.add("crypto")  # AEAD with a key list, shared by the encrypted store and the cookie store
 ALLOWED = {
     "core": {"core"},
     "stores": {"core", "stores"},
@@ -33,7 +34,7 @@ def layer(module: str) -> str:
     first = parts[1] if len(parts) > 1 else ""
     if first in CORE:
         return "core"
-    if first == "stores":
+    if first in ("stores", "wrappers", "handlers"):  # stores around stores, or around handlers
         return "stores"
     if first == "engine":
         return "engine"

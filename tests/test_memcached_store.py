@@ -7,13 +7,16 @@ memcached of its own on a spare loopback port, so killing it never disturbs anyo
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import shutil
 import socket
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -24,12 +27,13 @@ from coatcheck import AsyncSessionManager, Config, SessionManager, open_async_st
 from coatcheck.cli import main as cli
 from coatcheck.errors import ConfigError, LockLost, StoreUnavailable, VersionMismatch
 from coatcheck.ids import storage_key
-from coatcheck.stores.base import LOCKED, LockRequest, Stored
+from coatcheck.stores.base import LOCKED, MUST_EXIST, LockRequest, Stored
 from coatcheck.stores.memcached import AsyncMemcachedStore, MemcachedStore
-from coatcheck.stores.memcached._client import AsyncClient
-from coatcheck.stores.memcached._client import Client as SyncClient
+from coatcheck.stores.memcached._async_client import AsyncClient
 from coatcheck.stores.memcached._config import parse
 from coatcheck.stores.memcached._format import Keys, exptime
+from coatcheck.stores.memcached._seen import LIMIT, Reads, Seen
+from coatcheck.stores.memcached._sync_client import Client as SyncClient
 
 from .conftest import aw
 from .services import MEMCACHED_URL, in_ci, reachable, require
@@ -317,6 +321,168 @@ async def test_a_late_release_never_removes_a_lock_taken_over_meanwhile(
     await aw(other.close())
 
 
+# --- round trips -----------------------------------------------------------------------------
+
+COMMANDS = ("gets_many", "add", "cas", "add_gets", "cas_release", "delete_many")
+COMMANDS += ("delete_unacknowledged", "metadump")
+
+
+def counted(monkeypatch: pytest.MonkeyPatch, mode: str) -> Counter[str]:
+    """How many times each client command runs from now on, in stores of ``mode``."""
+    cls: Any = AsyncClient if mode == "async" else SyncClient
+    calls: Counter[str] = Counter()
+    for name in COMMANDS:
+        real = getattr(cls, name)
+
+        def wrapper(self: Any, *args: Any, _real: Any = real, _name: str = name) -> Any:
+            calls[_name] += 1
+            return _real(self, *args)
+
+        monkeypatch.setattr(cls, name, wrapper)
+    return calls
+
+
+async def test_a_locked_cycle_is_two_round_trips(
+    url: str, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read + lock: add and gets sent together. Write + unlock: cas and delete together."""
+    store = store_for(url, mode)
+    v1 = await aw(store.write(KEY, b"one", time.time() + 60))
+    calls = counted(monkeypatch, mode)
+    got = await aw(store.read(KEY, LockRequest("mine", 30)))
+    assert isinstance(got, Stored) and (got.payload, got.version) == (b"one", v1)
+    assert await aw(store.write(KEY, b"two", time.time() + 60, token="mine")) == v1 + 1
+    assert calls == {"add_gets": 1, "cas_release": 1}
+    got = await aw(store.read(KEY, LockRequest("next", 30)))  # the write released the lock
+    assert isinstance(got, Stored) and (got.payload, got.version) == (b"two", v1 + 1)
+    await aw(store.release(KEY, "next"))  # after its own read: the delete, nothing else
+    assert calls == {"add_gets": 2, "cas_release": 1, "delete_unacknowledged": 1}
+    assert isinstance(await aw(store.read(KEY, LockRequest("third", 30))), Stored)
+    await aw(store.close())
+
+
+async def test_an_unlocked_cycle_is_two_round_trips(
+    url: str, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = store_for(url, mode)
+    v1 = await aw(store.write(KEY, b"one", time.time() + 60))
+    calls = counted(monkeypatch, mode)
+    assert isinstance(await aw(store.read(KEY)), Stored)
+    assert await aw(store.write(KEY, b"two", time.time() + 60, expect=MUST_EXIST)) == v1 + 1
+    assert calls == {"gets_many": 1, "cas": 1}
+    await aw(store.close())
+
+
+async def test_a_record_changed_under_the_lock_is_written_the_careful_way(
+    url: str, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lockless writer (lock mode none) changes the record between our read and write: our
+    one-trip cas is refused, the lock is put back, and the careful path writes over it."""
+    store, other = store_for(url, mode), store_for(url, mode)
+    await aw(store.write(KEY, b"one", time.time() + 60))
+    assert isinstance(await aw(store.read(KEY, LockRequest("mine", 30))), Stored)
+    v2 = await aw(other.write(KEY, b"other", time.time() + 60, expect=MUST_EXIST))
+    calls = counted(monkeypatch, mode)
+    assert await aw(store.write(KEY, b"mine", time.time() + 60, token="mine")) == v2 + 1
+    assert calls["cas_release"] == 1 and calls["gets_many"] == 1 and calls["cas"] == 1
+    got = await aw(other.read(KEY, LockRequest("next", 30)))  # and the lock is free again
+    assert isinstance(got, Stored) and (got.payload, got.version) == (b"mine", v2 + 1)
+    await aw(store.close())
+    await aw(other.close())
+
+
+async def test_a_fenced_write_to_a_destroyed_session_writes_nothing(url: str, mode: str) -> None:
+    store, other = store_for(url, mode), store_for(url, mode)
+    await aw(store.write(KEY, b"one", time.time() + 60))
+    assert isinstance(await aw(store.read(KEY, LockRequest("mine", 30))), Stored)
+    await aw(other.destroy(KEY))  # a logout elsewhere
+    with pytest.raises(LockLost):
+        await aw(store.write(KEY, b"late", time.time() + 60, token="mine"))
+    assert await aw(other.read(KEY)) is None
+    await aw(store.close())
+    await aw(other.close())
+
+
+async def test_a_write_near_the_end_of_its_lease_checks_the_lock_first(
+    url: str, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a second of lease left, no unacknowledged delete: gets, cas, and a release by
+    cas to a stale value, which never removes a lock taken over meanwhile."""
+    store = store_for(url, mode)
+    now = [time.time()]
+    store.clock = lambda: now[0]
+    await aw(store.write(KEY, b"one", now[0] + 60))
+    assert isinstance(await aw(store.read(KEY, LockRequest("mine", 30))), Stored)
+    now[0] += 29.5  # on the app's clock; memcached keeps the lock item its 31 real seconds
+    calls = counted(monkeypatch, mode)
+    await aw(store.write(KEY, b"two", now[0] + 60, token="mine"))
+    assert calls == {"gets_many": 2, "cas": 2}
+    assert isinstance(await aw(store.read(KEY, LockRequest("next", 30))), Stored)
+    await aw(store.close())
+
+
+async def test_the_record_and_its_lock_on_two_servers(private: Private, mode: str) -> None:
+    """Items are placed by their own names, so a record and its lock can sit on different
+    servers: each server then gets its own round trip, and every rule still holds."""
+    u = url_with(f"cct_{uuid.uuid4().hex[:12]}:", f"{MEMCACHED_URL},127.0.0.1:{private.port}")
+    store, other = store_for(u, mode), store_for(u, mode)
+    keys, router = Keys(parse(u).prefix), store.router
+    candidates = (secrets.token_hex(32) for _ in range(64))
+    split = [k for k in candidates if router.index(keys.data(k)) != router.index(keys.lock(k))]
+    assert len(split) >= 2
+    try:
+        for key in split[:2]:
+            v1 = await aw(store.write(key, b"one", time.time() + 60))
+            assert isinstance(await aw(store.read(key, LockRequest("mine", 30))), Stored)
+            assert await aw(other.read(key, LockRequest("theirs", 30))) is LOCKED
+            with pytest.raises(LockLost):
+                await aw(other.write(key, b"x", time.time() + 60, token="theirs"))
+            assert await aw(store.write(key, b"two", time.time() + 60, token="mine")) == v1 + 1
+            got = await aw(store.read(key, LockRequest("theirs", 30)))
+            assert isinstance(got, Stored) and got.payload == b"two"
+    finally:
+        await aw(store.close())
+        await aw(other.close())
+        drop_namespace(u)
+
+
+async def test_a_full_pool_makes_callers_wait_for_a_connection(url: str, mode: str) -> None:
+    """pool_size=1 and eight callers at once: each waits its turn, none fails, and the pool
+    never holds more than its one connection."""
+    store = store_for(url + "&pool_size=1", mode)
+    keys = [secrets.token_hex(32) for _ in range(8)]
+
+    async def cycles(key: str) -> int:
+        version = 0
+        for _ in range(5):
+            version = await aw(store.write(key, b"x", time.time() + 60))
+            got = await aw(store.read(key, LockRequest(key, 30)))
+            assert isinstance(got, Stored)
+            version = await aw(store.write(key, b"y", time.time() + 60, token=key))
+        return version
+
+    if mode == "async":
+        versions = await asyncio.gather(*(cycles(k) for k in keys))
+    else:
+        with ThreadPoolExecutor(8) as threads:
+            versions = list(threads.map(lambda k: asyncio.run(cycles(k)), keys))
+    assert versions == [10] * 8
+    pool = store._clients[0].pool  # type: ignore[union-attr]
+    assert len(pool.idle) == 1 and not getattr(pool, "busy", ())
+    await aw(store.close())
+
+
+def test_reads_kept_for_writes_are_bounded() -> None:
+    reads = Reads()
+    for n in range(LIMIT + 5):
+        reads.keep(f"{n:064x}", None, Seen(n, 1, 0.0))
+    assert len(reads) == LIMIT
+    assert reads.take(f"{0:064x}", None) is None  # the oldest went first
+    assert reads.take(f"{LIMIT + 4:064x}", None) == Seen(LIMIT + 4, 1, 0.0)
+    assert reads.take(f"{LIMIT + 4:064x}", None) is None  # taken once
+    assert reads.take(f"{LIMIT:064x}", "a token") is None  # kept by (key, token)
+
+
 # --- expiry ----------------------------------------------------------------------------------
 
 
@@ -428,6 +594,26 @@ async def test_unreachable_server_is_store_unavailable(mode: str) -> None:
     await aw(store.close())
 
 
+async def test_a_server_that_never_answers_is_store_unavailable(mode: str) -> None:
+    """A listener that takes connections and never replies: every exchange ends at its
+    timeout with StoreUnavailable (async: the one timer per exchange fires), and the store
+    works again once a real server answers on a fresh store object."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel accepts; nobody ever reads or writes
+        port = silent.getsockname()[1]
+        store = store_for(f"memcached://127.0.0.1:{port}?timeout=0.2&connect_timeout=1", mode)
+        for call in (
+            lambda: store.read(KEY),
+            lambda: store.read(KEY, LockRequest("t", 5)),
+            lambda: store.write(KEY, b"x", time.time() + 60),
+        ):
+            with pytest.raises(StoreUnavailable) as e:
+                await aw(call())
+            assert "TimeoutError" in str(e.value) and KEY not in str(e.value)
+        await aw(store.close())
+
+
 async def test_listing_an_unreachable_server_is_store_unavailable(mode: str) -> None:
     """count() and scan() never report 0 sessions for a server they could not ask."""
     store = store_for("memcached://127.0.0.1:1?timeout=0.5&connect_timeout=0.5", mode)
@@ -468,7 +654,11 @@ async def test_leases_follow_the_injected_clock_and_ttls_are_durations(url: str,
 
 
 def free_port() -> int:
-    for port in range(11299, 11399):
+    """A free loopback port from this xdist worker's own range: two workers restarting
+    private servers at the same moment must never share one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = 11299 + 25 * (int(worker) if worker.isdigit() else 0)
+    for port in range(first, first + 25):
         if not reachable("127.0.0.1", port, timeout=0.2):
             return port
     raise RuntimeError("no free loopback port for a private memcached")
@@ -491,8 +681,12 @@ class Private:
         cmd = [self.binary, "-u", "root", "-l", "127.0.0.1", "-p", str(self.port), "-m", "8"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(100):
+            if self.proc.poll() is not None:  # it could not listen: someone else has the port
+                raise RuntimeError(f"private memcached could not listen on {self.port}")
             if reachable("127.0.0.1", self.port, timeout=0.2):
-                return
+                time.sleep(0.05)
+                if self.proc.poll() is None:  # ours answers, not another's
+                    return
             time.sleep(0.05)
         raise RuntimeError("private memcached did not start")
 

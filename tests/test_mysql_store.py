@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,10 +17,19 @@ import pymysql
 import pytest
 
 from coatcheck import AsyncSessionManager, Config, SessionManager
-from coatcheck.errors import ConfigError, StoreUnavailable
+from coatcheck.errors import ConfigError, LockLost, StoreUnavailable
+from coatcheck.locks import new_token
 from coatcheck.stores import open_async_store, open_store
-from coatcheck.stores.base import LockRequest
+from coatcheck.stores.base import LOCKED, LockRequest, Stored
 from coatcheck.stores.mysql import AsyncMySQLStore, MySQLStore
+from coatcheck.stores.mysql._statements import (
+    GC_FIRST,
+    GC_MAX,
+    GC_MIN,
+    GC_START,
+    GC_TARGET,
+    GcPace,
+)
 from tests.support.mysql import drop_namespace
 
 from .conftest import aw
@@ -63,6 +73,19 @@ def sql(query: str, *args: object) -> list[tuple[Any, ...]]:
 
 def table_of(url: str) -> str:
     return url.rsplit("table=", 1)[1]
+
+
+def leases_of(url: str) -> str:
+    return table_of(url) + "_leases"
+
+
+def engine_of(table: str) -> str:
+    rows = sql(
+        "SELECT engine FROM information_schema.tables"
+        " WHERE table_schema = DATABASE() AND table_name = %s",
+        table,
+    )
+    return str(rows[0][0])
 
 
 def kill(ids: list[int]) -> None:
@@ -135,6 +158,7 @@ def test_schema_is_idempotent_and_keeps_rows(url: str) -> None:
         table_of(url),
     )[0]
     assert engine == "InnoDB"
+    assert engine_of(leases_of(url)) == "MEMORY"  # leases: no redo-log flush to take one
     store.close()
 
 
@@ -283,6 +307,278 @@ async def test_async_gc_counts_every_row(url: str) -> None:
     assert await store.gc() == 1200
     assert await store.count() == 0
     await store.close()
+
+
+def test_gc_walks_the_index_in_paced_batches(url: str) -> None:
+    store = open_store(url)
+    store.create_schema()
+    now = time.time()
+    rows = [(hashlib.sha256(b"%d" % i).hexdigest(), now - 10 - i % 7) for i in range(2500)]
+    rows += [(hashlib.sha256(b"live%d" % i).hexdigest(), now + 600) for i in range(10)]
+    conn = admin()
+    try:
+        with conn.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO `{table_of(url)}` (storage_key, payload, expires_at, version)"
+                " VALUES (%s, 'p', %s, 1)",
+                rows,
+            )
+    finally:
+        conn.close()
+    finds: list[dict[str, Any]] = []
+    execute = store._execute
+
+    def recording(statement: str, args: dict[str, Any], **kwargs: Any) -> Any:
+        if "limit" in args:
+            finds.append(args)
+        return execute(statement, args, **kwargs)
+
+    store._execute = recording  # type: ignore[method-assign]
+    assert store.gc() == 2500
+    assert len(finds) >= 2 and finds[0]["limit"] == GC_FIRST and finds[0]["after"] == GC_START
+    assert all(GC_MIN <= f["limit"] <= GC_MAX for f in finds)
+    starts = [f["after"] for f in finds]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)  # walks on, never back
+    store._execute = execute  # type: ignore[method-assign]
+    assert store.count() == 10 and store.gc() == 0
+    store.close()
+
+
+def test_gc_batch_sizes_follow_the_pace_of_the_batches_before() -> None:
+    pace = GcPace()
+    assert pace.size == GC_FIRST
+    pace.done(GC_FIRST, GC_TARGET)  # on target: about the same again
+    assert abs(pace.size - GC_FIRST) <= 1
+    pace.done(pace.size, GC_TARGET * 2)  # slow: smaller at once
+    assert abs(pace.size - GC_FIRST // 2) <= 1
+    size = pace.size
+    pace.done(size, GC_TARGET / 100)  # one fast batch: half as large again, at most
+    assert pace.size == size * 3 // 2
+    for _ in range(30):
+        pace.done(pace.size, 10.0)
+    assert pace.size == GC_MIN  # never below the floor...
+    for _ in range(30):
+        pace.done(pace.size, 1e-9)
+    assert pace.size == GC_MAX  # ...nor above the ceiling
+
+
+def test_gc_drops_expired_leases_and_keeps_live_sessions(url: str) -> None:
+    now = [time.time()]
+    store = open_store(url)
+    store.clock = lambda: now[0]
+    key = "c" * 64
+    store.write(key, b"x", now[0] + 600)
+    assert isinstance(store.read(key, LockRequest(new_token(), 30)), Stored)  # never released
+    assert len(sql(f"SELECT * FROM `{leases_of(url)}`")) == 1
+    assert store.gc() == 0
+    assert len(sql(f"SELECT * FROM `{leases_of(url)}`")) == 1  # still held
+    now[0] += 31
+    assert store.gc() == 0
+    assert sql(f"SELECT * FROM `{leases_of(url)}`") == []
+    assert store.validate_id(key)
+    store.close()
+
+
+# --- leases -----------------------------------------------------------------------------
+
+
+def test_taking_a_lease_writes_nothing_to_the_session_row(url: str) -> None:
+    store = open_store(url)
+    key = "a" * 64
+    store.write(key, b"x", time.time() + 60)
+    row = sql(f"SELECT * FROM `{table_of(url)}`")
+    lock = LockRequest(new_token(), 30)
+    assert isinstance(store.read(key, lock), Stored)
+    assert sql(f"SELECT * FROM `{table_of(url)}`") == row  # InnoDB untouched: nothing to flush
+    leases = sql(f"SELECT storage_key, lease_token FROM `{leases_of(url)}`")
+    assert leases == [(key, lock.token.encode())]
+    assert store.write(key, b"y", time.time() + 60, token=lock.token) == 2
+    assert sql(f"SELECT * FROM `{leases_of(url)}`") == []  # the write dropped its lease
+    store.close()
+
+
+def test_a_lease_the_server_forgot_only_refuses_its_holders_write(url: str) -> None:
+    """A restart empties the MEMORY lease table: harmless, the fencing check holds."""
+    store = open_store(url)
+    key = "a" * 64
+    store.write(key, b"x", time.time() + 60)
+    first = LockRequest(new_token(), 30)
+    assert isinstance(store.read(key, first), Stored)
+    sql(f"DELETE FROM `{leases_of(url)}`")
+    second = LockRequest(new_token(), 30)
+    assert isinstance(store.read(key, second), Stored)
+    with pytest.raises(LockLost):
+        store.write(key, b"late", time.time() + 60, token=first.token)
+    assert store.write(key, b"y", time.time() + 60, token=second.token) == 2
+    store.close()
+
+
+def test_relocking_with_the_same_token_while_the_clock_stands_still(url: str) -> None:
+    now = time.time()
+    store = open_store(url)
+    store.clock = lambda: now
+    key = "a" * 64
+    store.write(key, b"x", now + 600)
+    lock = LockRequest(new_token(), 30)
+    assert isinstance(store.read(key, lock), Stored)
+    assert isinstance(store.read(key, lock), Stored)  # the same lease, taken again unchanged
+    assert store.read(key, LockRequest(new_token(), 30)) is LOCKED
+    store.close()
+
+
+OLD_SCHEMA = (
+    "CREATE TABLE `{t}` (storage_key CHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
+    " payload MEDIUMBLOB NOT NULL, expires_at DOUBLE NOT NULL, version BIGINT NOT NULL,"
+    " lock_token VARBINARY(255) NULL, lock_until DOUBLE NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (storage_key), KEY expires_at_idx (expires_at)) ENGINE=InnoDB"
+)
+
+
+def test_a_table_from_before_the_lease_table_keeps_working(url: str) -> None:
+    sql(OLD_SCHEMA.format(t=table_of(url)))
+    key = "a" * 64
+    sql(
+        f"INSERT INTO `{table_of(url)}` VALUES (%s, 'x', %s, 3, 'old-token', %s)",
+        key,
+        time.time() + 60,
+        time.time() + 60,
+    )
+    store = open_store(url)
+    assert [m.locked for m in store.scan()] == []  # no lease table yet: nothing is listed
+    lock = LockRequest(new_token(), 30)
+    got = store.read(key, lock)  # creates the lease table
+    assert isinstance(got, Stored) and got.version == 3
+    assert engine_of(leases_of(url)) == "MEMORY"
+    assert [m.locked for m in store.scan()] == [True]
+    assert store.write(key, b"y", time.time() + 60, token=lock.token) == 4
+    assert store.write("b" * 64, b"new", time.time() + 60) == 1  # the old columns default
+    store.close()
+
+
+def test_without_create_schema_a_missing_lease_table_says_run_coatcheck_init(url: str) -> None:
+    sql(OLD_SCHEMA.format(t=table_of(url)))
+    store = open_store(url + "&create_schema=false")
+    key = "a" * 64
+    store.write(key, b"x", time.time() + 60)
+    with pytest.raises(StoreUnavailable, match="coatcheck init") as info:
+        store.read(key, LockRequest(new_token(), 30))
+    assert leases_of(url) in str(info.value)
+    with pytest.raises(LockLost):  # no lease table, so no lease to write under
+        store.write(key, b"y", time.time() + 60, token=new_token())
+    store.create_schema()
+    assert isinstance(store.read(key, LockRequest(new_token(), 30)), Stored)
+    store.close()
+
+
+def test_a_full_lease_table_is_purged_of_expired_leases_first(url: str) -> None:
+    store = open_store(url)
+    store.create_schema()
+    small = store._sql.create_leases.replace("{engine}", "MEMORY")
+    conn = admin()
+    try:
+        with conn.cursor() as cur:  # a lease table of 16 KB: a few dozen leases
+            cur.execute(f"DROP TABLE `{leases_of(url)}`")
+            cur.execute("SET SESSION max_heap_table_size = 16384")
+            cur.execute(small)
+            held = 0
+            while True:
+                try:
+                    cur.execute(
+                        f"INSERT INTO `{leases_of(url)}` (storage_key, lease_token, lease_until)"
+                        " VALUES (%s, 't', 1)",  # leases that ran out long ago
+                        (f"{held:064x}",),
+                    )
+                except pymysql.err.OperationalError:
+                    break
+                held += 1
+    finally:
+        conn.close()
+    assert held > 2
+    keys = [hashlib.sha256(b"%d" % i).hexdigest() for i in range(held + 1)]
+    for key in keys:
+        store.write(key, b"x", time.time() + 60)
+    assert isinstance(store.read(keys[0], LockRequest(new_token(), 30)), Stored)
+    assert len(sql(f"SELECT * FROM `{leases_of(url)}`")) == 1  # the expired ones were purged
+    for key in keys[1:-1]:
+        assert isinstance(store.read(key, LockRequest(new_token(), 30)), Stored)
+    with pytest.raises(StoreUnavailable, match="full") as info:  # every lease live: full
+        store.read(keys[-1], LockRequest(new_token(), 30))
+    assert keys[-1] not in str(info.value)
+    store.close()
+
+
+def wait_for_row_lock_wait(url: str) -> None:
+    """Until a transaction on this test's table waits for a row lock (a bounded poll)."""
+    for _ in range(500):
+        rows = sql(
+            "SELECT COUNT(*) FROM information_schema.innodb_trx"
+            " WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE %s",
+            f"%{table_of(url)}%",
+        )
+        if rows[0][0]:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the store's write never waited for the row lock")
+
+
+def test_a_write_waiting_for_a_row_lock_never_holds_up_other_sessions(url: str) -> None:
+    """No statement that touches the lease table waits for a session row lock."""
+    store = open_store(url + "&read_timeout=20")
+    a, b = "a" * 64, "b" * 64
+    for key in (a, b):
+        store.write(key, b"x", time.time() + 60)
+    lock_a = LockRequest(new_token(), 30)
+    assert isinstance(store.read(a, lock_a), Stored)
+    outcome: list[object] = []
+    blocker = hold_row_lock(url, a)
+    try:
+        writer = threading.Thread(
+            target=lambda: outcome.append(
+                store.write(a, b"a2", time.time() + 60, token=lock_a.token)
+            )
+        )
+        writer.start()
+        wait_for_row_lock_wait(url)
+        # a's write holds its lease while it waits: no one can take the lock and read the
+        # row before this write lands
+        held = sql(f"SELECT lease_token FROM `{leases_of(url)}` WHERE storage_key = %s", a)
+        assert held == [(lock_a.token.encode(),)]
+        lock_b = LockRequest(new_token(), 30)  # another session's whole cycle, meanwhile
+        assert isinstance(store.read(b, lock_b), Stored)
+        assert store.write(b, b"b2", time.time() + 60, token=lock_b.token) == 2
+        assert writer.is_alive() and outcome == []  # a's write is still waiting
+    finally:
+        blocker.rollback()
+        blocker.close()
+    writer.join(20)
+    assert outcome == [2]
+    store.close()
+
+
+def test_the_statements_work_with_an_innodb_lease_table(url: str) -> None:
+    """What Galera gets (it does not replicate MEMORY tables): the same statements."""
+    now = [time.time()]
+    store = open_store(url)
+    store.clock = lambda: now[0]
+    store.create_schema()
+    sql(f"ALTER TABLE `{leases_of(url)}` ENGINE=InnoDB")
+    key = "a" * 64
+    store.write(key, b"x", now[0] + 600)
+    first = LockRequest(new_token(), 30)
+    assert isinstance(store.read(key, first), Stored)
+    assert store.read(key, LockRequest(new_token(), 30)) is LOCKED
+    assert [m.locked for m in store.scan()] == [True]
+    now[0] += 31
+    second = LockRequest(new_token(), 30)
+    assert isinstance(store.read(key, second), Stored)
+    with pytest.raises(LockLost):
+        store.write(key, b"late", now[0] + 600, token=first.token)
+    assert store.write(key, b"y", now[0] + 600, token=second.token) == 2
+    third = LockRequest(new_token(), 30)
+    assert isinstance(store.read(key, third), Stored)
+    store.release(key, third.token)
+    assert [m.locked for m in store.scan()] == [False]
+    store.close()
 
 
 # --- failures ---------------------------------------------------------------------------

@@ -19,6 +19,14 @@ from coatcheck.ids import storage_key
 from coatcheck.locks import new_token
 from coatcheck.stores.base import LOCKED, MUST_CREATE, MUST_EXIST, LockRequest, Stored
 from coatcheck.stores.postgresql import AsyncPostgreSQLStore, PostgreSQLStore, parse_url
+from coatcheck.stores.postgresql._statements import (
+    GC_FIRST,
+    GC_MAX,
+    GC_MIN,
+    GC_TARGET,
+    GcPace,
+    Statements,
+)
 
 from .services import POSTGRES_URL, require
 from .support.postgresql import drop_namespace
@@ -303,31 +311,126 @@ def test_touch_releases_and_never_shortens_the_deadline(url: str) -> None:
     store.close()
 
 
-def test_gc_deletes_in_batches_and_counts_them(url: str) -> None:
-    store = open_store(url)
-    store.create_schema()
+def fill_expired(url: str, n: int, deadline: float) -> None:
     table = parse_url(url).table
     sql(
         url,
         f"INSERT INTO {table} (key, payload, expires_at, version)"
-        " SELECT sha256(('old' || i)::text::bytea), 'p', %s, 1 FROM generate_series(1, 2500) i",
-        (time.time() - 10,),
+        " SELECT sha256(('old' || i)::text::bytea), 'p', %s - i, 1 FROM generate_series(1, %s) i",
+        (deadline, n),
     )
+
+
+def test_gc_deletes_in_batches_along_the_index_and_counts_them(url: str) -> None:
+    store = open_store(url)
+    store.create_schema()
+    fill_expired(url, 2500, time.time() - 10)
     for i in range(10):
         store.write(storage_key(f"live{i}".ljust(43, "A")), b"p", time.time() + 600)
-    statements: list[str] = []
+    batches: list[dict[str, Any]] = []
     run = store._run
 
-    def counting(query: str, *args: Any, **kwargs: Any) -> Any:
-        statements.append(query)
-        return run(query, *args, **kwargs)
+    def counting(query: str, params: Any, **kwargs: Any) -> Any:
+        batches.append(params)
+        return run(query, params, **kwargs)
 
     store._run = counting  # type: ignore[method-assign]
     assert store.gc() == 2500
-    assert len(statements) == 3  # 1000 + 1000 + 500: bounded batches
+    assert len(batches) >= 2  # bounded batches, the first of GC_FIRST rows
+    assert batches[0]["limit"] == GC_FIRST and batches[0]["after"] == float("-inf")
+    assert all(GC_MIN <= b["limit"] <= GC_MAX for b in batches)
+    starts = [b["after"] for b in batches]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)  # walks on, never back
+    store._run = run  # type: ignore[method-assign]
     assert store.gc() == 0
     assert store.count() == 10
-    assert sql(url, f"SELECT count(*) FROM {table}") == [(10,)]
+    assert sql(url, f"SELECT count(*) FROM {parse_url(url).table}") == [(10,)]
+    store.close()
+
+
+def test_gc_skips_a_row_a_request_has_locked_instead_of_waiting(url: str) -> None:
+    store = open_store(url)
+    store.create_schema()
+    fill_expired(url, 50, time.time() - 10)
+    table = parse_url(url).table
+    with psycopg.connect(parse_url(url).conninfo) as blocker:  # a request's row lock
+        blocker.execute(f"SELECT 1 FROM {table} ORDER BY expires_at LIMIT 1 FOR UPDATE")
+        assert store.gc() == 49
+        blocker.rollback()
+    assert store.gc() == 1
+    store.close()
+
+
+def test_gc_batch_sizes_follow_the_pace_of_the_batches_before() -> None:
+    pace = GcPace()
+    assert pace.size == GC_FIRST
+    pace.done(GC_FIRST, GC_TARGET)  # on target: about the same again
+    assert abs(pace.size - GC_FIRST) <= 1
+    pace.done(pace.size, GC_TARGET * 2)  # slow: smaller at once
+    assert abs(pace.size - GC_FIRST // 2) <= 1
+    size = pace.size
+    pace.done(size, GC_TARGET / 100)  # one fast batch: half as large again, at most
+    assert pace.size == size * 3 // 2
+    for _ in range(30):
+        pace.done(pace.size, 10.0)
+    assert pace.size == GC_MIN  # never below the floor...
+    for _ in range(30):
+        pace.done(pace.size, 1e-9)
+    assert pace.size == GC_MAX  # ...nor above the ceiling
+
+
+def test_taking_a_lease_does_not_wait_for_a_wal_flush_but_a_write_does(url: str) -> None:
+    """The lock statement turns synchronous_commit off for its own transaction only."""
+    store = open_store(url + "&pool_max=1&notify=false")
+    store.write(KEY, b"x", time.time() + 60)
+    q = Statements(parse_url(url).table)
+    lock = LockRequest(new_token(), 30)
+    lock_query, lock_params = q.read_query(KEY, lock, time.time())
+    write_query, write_params = q.write_query(KEY, b"y", time.time() + 60, None, lock.token, 0)
+    with psycopg.connect(parse_url(url).conninfo) as conn:  # inside a transaction, to look
+        assert conn.execute(lock_query, lock_params, binary=True).fetchone()
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
+        conn.rollback()
+        conn.execute(write_query, {**write_params, "now": time.time()}, binary=True)
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
+        conn.rollback()
+    # on the store's own (autocommit) connection the setting ends with the statement
+    assert isinstance(store.read(KEY, lock), Stored)
+    rows, _ = store._execute("SHOW synchronous_commit", None, retry=False)
+    assert rows == [("on",)]
+    assert store.write(KEY, b"y", time.time() + 60, token=lock.token) == 2
+    store.close()
+
+
+def test_a_gc_batch_does_not_wait_for_a_wal_flush(url: str) -> None:
+    """A deleted expired row that a crash brings back is still expired: GC does it again."""
+    store = open_store(url)
+    store.create_schema()
+    fill_expired(url, 5, time.time() - 10)
+    q = Statements(parse_url(url).table)
+    params = {"now": time.time(), "after": float("-inf"), "limit": 10}
+    with psycopg.connect(parse_url(url).conninfo) as conn:  # inside a transaction, to look
+        found, deleted, _ = conn.execute(q.gc, params, binary=True).fetchone()
+        assert (found, deleted) == (5, 5)
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
+        conn.rollback()
+    assert store.gc() == 5
+    store.close()
+
+
+def test_a_lease_the_server_lost_only_refuses_its_holders_write(url: str) -> None:
+    """What a crash can do to a lease committed without a flush: forget it. Harmless."""
+    store = open_store(url)
+    store.write(KEY, b"x", time.time() + 60)
+    first = LockRequest(new_token(), 30)
+    assert isinstance(store.read(KEY, first), Stored)
+    table = parse_url(url).table
+    sql(url, f"UPDATE {table} SET lock_token = NULL, lock_until = 0")  # the lease is gone
+    second = LockRequest(new_token(), 30)
+    assert isinstance(store.read(KEY, second), Stored)  # free again: another request takes it
+    with pytest.raises(LockLost):
+        store.write(KEY, b"late", time.time() + 60, token=first.token)
+    assert store.write(KEY, b"y", time.time() + 60, token=second.token) == 2
     store.close()
 
 

@@ -67,6 +67,18 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reencrypt(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .wrappers import EncryptedStore, reencrypt
+
+    store = open_store(args.store)
+    if not isinstance(store, EncryptedStore):
+        raise ConfigError("reencrypt needs the keys: add ?encrypt=env:VARIABLE to the store URL")
+    with store:
+        print(f"re-encrypted {reencrypt(store)} session(s) under the newest key")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="coatcheck", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         ("init", _init, "create the store's schema (tables, indexes) if it needs one"),
         ("gc", _gc, "delete expired sessions now"),
         ("stats", _stats, "count live sessions"),
+        ("reencrypt", _reencrypt, "rewrite encrypted sessions under the newest key"),
     ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--store", default=store, help=where)

@@ -68,6 +68,20 @@ class SessionTooLarge(CoatcheckError):
         super().__init__(f"encoded session is {size} bytes, over the max_bytes limit of {limit}")
 
 
+class CookieTooLarge(SessionTooLarge):
+    """``cookie://``: the session, sealed into its cookie, would be over what browsers keep
+    (name, value and attributes); nothing was written and no cookie is sent."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(size, limit)
+        self.args = (
+            f"the session cookie would be {size} bytes (name, sealed session and attributes), "
+            f"over the {limit}-byte limit browsers keep; store less in the session (an id to "
+            "look things up by, not the things) or use a server-side store (sqlite://, "
+            "redis://, ...)",
+        )
+
+
 class EncodeError(CoatcheckError, TypeError):
     """A session value cannot be stored as JSON without changing it."""
 
@@ -94,3 +108,19 @@ class VersionMismatch(CoatcheckError):
 
     Stores raise it; the session layer turns it into a merge, a retry or SessionConflict.
     """
+
+
+class InvalidToken(CoatcheckError):
+    """A bearer token was refused (HTTP 401): malformed, tampered, expired, revoked or reused.
+
+    ``reason`` is a short phrase safe to send back (RFC 6750 ``error_description``) and to
+    log: it never holds the token or any part of it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"token refused: {reason}")
+
+
+class TokenReused(InvalidToken):
+    """A refresh token that was already exchanged came back: its whole family is revoked."""

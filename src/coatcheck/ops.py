@@ -1,4 +1,4 @@
-"""The operations a session flow yields: one typed class per store call, and a sleep.
+"""The operations a session flow yields: one typed class per store call, and two waits.
 
 Flows (:mod:`coatcheck.session`) are written once, as generators of these operations; a
 sync runner and an async runner carry them out. Each operation knows the store method it
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from .contract import LockRequest, ReadResult
 from .stores.base import AsyncStore, Store
@@ -119,6 +120,69 @@ class Sleep:
         await asyncio.sleep(self.seconds)
 
 
-Op = Read | Write | Touch | Release | Destroy | Gc | Sleep
+class HandsOver(Protocol):
+    """A store that can wake a waiter when a lock is released (Redis, PostgreSQL).
 
-__all__ = ["Destroy", "Gc", "Op", "Read", "Release", "Sleep", "Touch", "Write"]
+    ``wait_for_release(key, timeout)`` sleeps until the lock on ``key`` is released, its
+    lease runs out, or ``timeout`` seconds pass, and returns True; or returns False at once
+    when it cannot tell right now (no listener): the caller then polls. It never takes the
+    lock: the caller reads again either way. Optional: stores without it are polled.
+    """
+
+    def wait_for_release(self, key: str, timeout: float) -> bool: ...
+
+
+class AsyncHandsOver(Protocol):
+    """The asyncio twin of :class:`HandsOver`."""
+
+    async def wait_for_release(self, key: str, timeout: float) -> bool: ...
+
+
+@dataclass(slots=True)
+class WaitRelease:
+    """Wait for another request to release the lock on ``key``, then read again.
+
+    A store with ``wait_for_release`` (:class:`HandsOver`) is asked to wake the waiter when
+    the lock is released, for at most ``timeout`` seconds; any other store, or one whose
+    notices are down, is polled: a sleep of ``poll`` seconds (the backoff delay). The result
+    says which happened and how many seconds it took (``time.monotonic``).
+    """
+
+    key: str
+    poll: float
+    timeout: float
+
+    def run(self, store: Store) -> tuple[bool, float]:
+        wait = getattr(store, "wait_for_release", None)
+        if wait is not None:
+            start = time.monotonic()
+            if wait(self.key, self.timeout):
+                return True, time.monotonic() - start
+        time.sleep(self.poll)
+        return False, self.poll
+
+    async def arun(self, store: AsyncStore) -> tuple[bool, float]:
+        wait = getattr(store, "wait_for_release", None)
+        if wait is not None:
+            start = time.monotonic()
+            if await wait(self.key, self.timeout):
+                return True, time.monotonic() - start
+        await asyncio.sleep(self.poll)
+        return False, self.poll
+
+
+Op = Read | Write | Touch | Release | Destroy | Gc | Sleep | WaitRelease
+
+__all__ = [
+    "AsyncHandsOver",
+    "Destroy",
+    "Gc",
+    "HandsOver",
+    "Op",
+    "Read",
+    "Release",
+    "Sleep",
+    "Touch",
+    "WaitRelease",
+    "Write",
+]

@@ -12,7 +12,7 @@ import itertools
 import logging
 import random
 from collections.abc import Callable, Generator, Iterator, MutableMapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from . import events, ids, ops
 from .config import Config, LockMode, check_seconds
@@ -128,6 +128,15 @@ class SessionData(dict[str, Any]):
             dict.update(self, data)
 
 
+class ClientSideView(Protocol):
+    """A request's own view of a client-side store (``cookie://``'s ``open_request``)."""
+
+    sid: str | None  # the id inside the cookie, None when it did not open
+    stale: bool  # sealed under an older key: send it again under the newest
+    sealed: str | None  # the cookie value sealed at the last write or touch
+    value: str | None  # the cookie value carrying the session now (presented or sealed)
+
+
 class _Core:
     """The state and flows of one session in one request; no I/O of its own."""
 
@@ -156,6 +165,7 @@ class _Core:
         self.destroyed = False
         self.had_cookie = False
         self.plan: Plan = Nothing()
+        self.client_side: ClientSideView | None = None  # cookie://: the sealed session
 
     @property
     def state(self) -> State:
@@ -262,14 +272,31 @@ class _Core:
                 return
 
     def _wait_for_lock(self, key: str, lock: LockRequest | None) -> Flow[ReadResult]:
-        """Read again with backoff until the lock is free; LockTimeout after lock_wait."""
+        """Read again until the lock is free; LockTimeout after lock_wait.
+
+        Between reads, a store that can tell when the lock is released (lock hand-over,
+        ``ops.WaitRelease``) wakes this request then; other stores are polled with backoff.
+        The wait ends after lock_wait on the clock, or in seconds waited (a clock that
+        stands still still ends it); each wake-up counts at least one backoff delay, so
+        even a store that kept waking it at once could not keep it waiting forever.
+        """
         c = self.config
         delays = backoff(c.lock_backoff, c.lock_backoff_max, c.lock_wait, self.clock, self.rng)
-        for delay in delays:
-            yield ops.Sleep(delay)
+        deadline, left = self.clock() + c.lock_wait, c.lock_wait
+        delay = next(delays, None)
+        while delay is not None:
+            timeout = max(0.0, min(left, deadline - self.clock()))
+            notified, waited = yield ops.WaitRelease(key, delay, timeout)
             result = yield from self._read(key, lock)
             if result is not LOCKED:
                 return result
+            if notified:  # woken by a release another waiter won, or by the timeout
+                left -= max(waited, delay)
+                if left <= 0 or self.clock() >= deadline:
+                    break
+            else:
+                left -= waited
+                delay = next(delays, None)
         raise LockTimeout(f"session is locked by another request; gave up after {c.lock_wait:g}s")
 
     # --- save ---------------------------------------------------------------------------
@@ -463,9 +490,16 @@ class _Core:
     def cookie(self) -> CookieAction | None:
         if not self.closed:
             return None
-        return self.engine.cookie(
-            self.state, self.plan, self.destroyed, self.had_cookie, self.clock()
-        )
+        now = self.clock()
+        action = self.engine.cookie(self.state, self.plan, self.destroyed, self.had_cookie, now)
+        view = self.client_side
+        if view is None or (action is not None and action.value is None):
+            return action
+        # client-side (cookie://): the cookie carries the session sealed at the last write
+        # or touch, so every write and touch sends it, never the bare id
+        if view.sealed is None or (action is None and not isinstance(self.plan, Write | Touch)):
+            return None
+        return CookieAction(view.sealed, self.engine.max_age(self.state, now))
 
 
 def _run_sync(store: Store, flow: Flow[T]) -> T:
@@ -480,6 +514,9 @@ def _run_sync(store: Store, flow: Flow[T]) -> T:
                 op = flow.send(result)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+    except BaseException:
+        _end_request(store)
+        raise
 
 
 async def _run_async(store: AsyncStore, flow: Flow[T]) -> T:
@@ -494,14 +531,32 @@ async def _run_async(store: AsyncStore, flow: Flow[T]) -> T:
                 op = flow.send(result)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+    except BaseException:
+        await _aend_request(store)
+        raise
+
+
+def _end_request(store: Store) -> None:
+    """PHP's order: a store that opens a handler per request (``request_scope``, as in
+    coatcheck.handlers) closes it once the session is closed or a store call failed."""
+    end = getattr(store, "end_request", None)
+    if end is not None:
+        end()
+
+
+async def _aend_request(store: AsyncStore) -> None:
+    end = getattr(store, "end_request", None)
+    if end is not None:
+        await end()
 
 
 class _Base(MutableMapping[str, Any], Generic[S]):
     """The mapping part, shared by Session and AsyncSession."""
 
-    def __init__(self, manager: _Manager[S], core: _Core) -> None:
+    def __init__(self, manager: _Manager[S], core: _Core, store: S | None = None) -> None:
         self._manager = manager
         self._core = core
+        self._store = manager.store if store is None else store  # cookie://: a request's view
 
     # mapping: the data lives in one SessionData, which refuses changes it could not save
     def __getitem__(self, key: str) -> Any:
@@ -542,6 +597,13 @@ class _Base(MutableMapping[str, Any], Generic[S]):
     def id(self) -> str:
         """The raw session id, for the cookie only: never log or store it."""
         return self._core.state.id
+
+    @property
+    def cookie_value(self) -> str | None:
+        """What a cookie naming this session holds now, to load it again: its id, or with a
+        client-side store (``cookie://``) the session as presented or as last sealed."""
+        view = self._core.client_side
+        return self._core.state.id if view is None else view.value
 
     @property
     def is_new(self) -> bool:
@@ -646,7 +708,10 @@ class Session(_Base[Store]):
     """A session backed by a sync store. Use as a context manager or call write_close()."""
 
     def _run(self, flow: Flow[T]) -> T:
-        return _run_sync(self._manager.store, flow)
+        result = _run_sync(self._store, flow)
+        if self._core.closed and self._store is not self._manager.store:
+            _end_request(self._store)  # a request's view: the session is done with it
+        return result
 
     def write_close(self) -> None:
         """Persist now and release the lock; data stays readable (session_write_close)."""
@@ -687,7 +752,10 @@ class AsyncSession(_Base[AsyncStore]):
     """A session backed by an async store: the same API, I/O methods awaited."""
 
     async def _run(self, flow: Flow[T]) -> T:
-        return await _run_async(self._manager.store, flow)
+        result = await _run_async(self._store, flow)
+        if self._core.closed and self._store is not self._manager.store:
+            await _aend_request(self._store)  # a request's view: the session is done with it
+        return result
 
     async def write_close(self) -> None:
         await self._run(self._core.save())
@@ -744,6 +812,9 @@ class _Manager(Generic[S]):
             self.config, store.create_id, rng=self.rng, collects=not store.expires_itself
         )
         self.pending = PendingReleases()
+        # looked up once: every request asks
+        self._client_side = bool(getattr(store, "client_side", False))
+        self._request_scope: Callable[[], S] | None = getattr(store, "request_scope", None)
 
     def _core(self, client: Client | None, read_only: bool, lock_mode: LockMode | None) -> _Core:
         return _Core(
@@ -755,6 +826,42 @@ class _Manager(Generic[S]):
             read_only=read_only,
             mode=lock_mode or self.config.lock_mode,
         )
+
+    @property
+    def client_side(self) -> bool:
+        """True when the store keeps each session in its cookie (``cookie://``)."""
+        return self._client_side
+
+    def names_session(self, cookie_value: str | None) -> bool:
+        """True when the cookie may name a session, so serving it means :meth:`start` (a
+        store read); False when :meth:`begin` serves it. A client-side store's cookie is the
+        session itself: whether it opens is known only by trying."""
+        if self.client_side:
+            return bool(cookie_value)
+        return ids.is_well_formed(cookie_value, self.config.id_bytes)
+
+    def _attach(self, core: _Core, cookie_value: str | None) -> tuple[S, str | None]:
+        """The store this request runs against, and the cookie value the core starts from.
+
+        A client-side store gives each request a view of the session its cookie carries;
+        the core then starts from the id sealed inside (None when the cookie did not open).
+        """
+        if not self._client_side:  # a PHP-shaped handler (coatcheck.handlers) gives a view
+            scope = self._request_scope  # that opens once per request
+            return (self.store if scope is None else scope()), cookie_value
+        open_request = self.store.open_request  # type: ignore[union-attr]
+        view = open_request(cookie_value, self.config, lambda: core.state.id)
+        core.client_side = view
+        return cast(S, view), view.sid
+
+    def _started(self, core: _Core, cookie_value: str | None) -> None:
+        """After start: what a client-side view adds to what the core decided."""
+        view = core.client_side
+        if view is None:
+            return
+        core.had_cookie = cookie_value is not None  # a cookie that did not open is expired too
+        if view.stale and not core.state.is_new:
+            core.state.force_touch = True  # re-sealed under the newest key at write_close
 
 
 class SessionManager(_Manager[Store]):
@@ -773,8 +880,12 @@ class SessionManager(_Manager[Store]):
         ``read_only``: no lock, no write (PHP's read_and_close).
         """
         core = self._core(client, read_only, lock_mode)
-        _run_sync(self.store, core.start(cookie_value))
-        return Session(self, core)
+        store, cookie = self._attach(core, cookie_value)
+        _run_sync(store, core.start(cookie))
+        if core.closed and store is not self.store:  # read-only: done with a request's view
+            _end_request(store)
+        self._started(core, cookie_value)
+        return Session(self, core, store)
 
     def begin(
         self,
@@ -789,9 +900,12 @@ class SessionManager(_Manager[Store]):
         No store call at all, not even PHP's GC draw: the caller draws for GC
         (``engine.gc_due()``) when it saves. ValueError if the cookie names a session.
         """
+        if self.client_side and cookie_value:
+            raise ValueError("the cookie may carry a session: load it with start()")
         core = self._core(client, read_only, lock_mode)
-        core.begin(cookie_value)
-        return Session(self, core)
+        store, cookie = self._attach(core, cookie_value)
+        core.begin(cookie)
+        return Session(self, core, store)
 
     def gc(self) -> int:
         return self.store.gc()
@@ -809,8 +923,12 @@ class AsyncSessionManager(_Manager[AsyncStore]):
         lock_mode: LockMode | None = None,
     ) -> AsyncSession:
         core = self._core(client, read_only, lock_mode)
-        await _run_async(self.store, core.start(cookie_value))
-        return AsyncSession(self, core)
+        store, cookie = self._attach(core, cookie_value)
+        await _run_async(store, core.start(cookie))
+        if core.closed and store is not self.store:  # read-only: done with a request's view
+            await _aend_request(store)
+        self._started(core, cookie_value)
+        return AsyncSession(self, core, store)
 
     def begin(
         self,
@@ -821,9 +939,12 @@ class AsyncSessionManager(_Manager[AsyncStore]):
         lock_mode: LockMode | None = None,
     ) -> AsyncSession:
         """:meth:`SessionManager.begin`: synchronous here too, as it makes no store call."""
+        if self.client_side and cookie_value:
+            raise ValueError("the cookie may carry a session: load it with start()")
         core = self._core(client, read_only, lock_mode)
-        core.begin(cookie_value)
-        return AsyncSession(self, core)
+        store, cookie = self._attach(core, cookie_value)
+        core.begin(cookie)
+        return AsyncSession(self, core, store)
 
     async def gc(self) -> int:
         return await self.store.gc()

@@ -30,6 +30,7 @@ BUILTIN = (
     "coatcheck.stores.postgresql",
     "coatcheck.stores.mysql",
     "coatcheck.stores.memcached",
+    "coatcheck.stores.cookie",
 )
 
 _schemes: dict[str, ModuleType] = {}
@@ -89,15 +90,28 @@ def _module(url: str) -> ModuleType:
 
 
 def _opened(url: str, asynchronous: bool) -> Store | AsyncStore:
+    from ..wrappers.encrypted import split_url  # late: wrappers import this package
+
+    url, encryption = split_url(url)  # ?encrypt=env:VARIABLE on any store URL
     mod = _module(url)
     opener = mod.open_async if asynchronous else mod.open_sync
     try:
-        return cast(Store | AsyncStore, opener(url))
+        store = cast(Store | AsyncStore, opener(url))
     except ImportError as e:
         scheme = urlsplit(url).scheme.lower()
         extra = getattr(mod, "EXTRA", "")
         how = f"pip install 'coatcheck[{extra}]'" if extra else "install its driver"
         raise ConfigError(f"the {scheme} store needs its driver: {how} ({e})") from e
+    if encryption is None:
+        return store
+    if getattr(store, "client_side", False):
+        raise ConfigError(
+            "encrypt= wraps a server store; a cookie:// store already seals every session "
+            "with its own keys: drop encrypt= from the URL"
+        )
+    if isinstance(store, AsyncStore):
+        return encryption.wrap_async(store)
+    return encryption.wrap_sync(store)
 
 
 def open_store(url: str) -> Store:

@@ -6,9 +6,22 @@ URLs follow SQLAlchemy's convention: after ``sqlite://`` comes one slash, then t
 (default ``coatcheck_sessions``) and ``timeout`` (seconds to wait for another writer,
 default 5).
 
-WAL mode lets readers run beside the writer; each operation is one short ``BEGIN
-IMMEDIATE`` transaction, so locks are leases in the row and a killed holder's lease runs
-out. The absolute deadline column is indexed for GC. Each thread (and each forked process)
+WAL mode lets readers run beside the writer. Locks are leases in the row, so a killed
+holder's lease runs out. Each operation is one statement in autocommit mode, which is its
+own transaction: read + lock is one ``UPDATE ... RETURNING`` that takes the lease only if it
+is free and returns the row; the write is one ``UPDATE`` fenced by the token and the lease
+(``WHERE lock_token=? AND lock_until>?``) that also ends the lease. Only when such a
+statement matches no row (locked, lease lost, version changed, expired) does the store run
+the careful path: a ``BEGIN IMMEDIATE`` transaction of :class:`~._rows.RowAccess` that
+decides what to answer or raise. SQLite before 3.35 has no ``RETURNING``; there every read
+with a lock and every write takes that path.
+
+A released lease keeps its token and gets a ``lock_until`` in the past that is not a whole
+number (:data:`_FREE`), so the row keeps its size: SQLite then rewrites a row in place,
+touching only the pages whose bytes changed, where a row that grows or shrinks is deleted
+and inserted again with every overflow page of a large session.
+
+The absolute deadline column is indexed for GC. Each thread (and each forked process)
 gets its own connection. Neither the file nor the table is created before the first write
 (or :meth:`SQLiteStore.create_schema`): reading a database that is not there finds nothing.
 """
@@ -23,10 +36,13 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ..contract import LOCKED, MUST_CREATE, LockRequest, ReadResult, Stored
 from ..errors import ConfigError, StoreUnavailable
-from ..locks import Row, backoff
+from ..ids import check_storage_key
+from ..locks import Row, backoff, changed
 from ._blocking import arun_blocking
 from ._rows import NO_ROWS, Part, RowAccess, Rows
 from ._rows_async import AsyncRowStore
@@ -40,6 +56,49 @@ EXTRA = ""
 _COLUMNS = "payload, expires_at, version, lock_token, lock_until"
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _BATCH = 1000  # GC deletes at most this many rows per statement
+_FREE = -0.5
+"""``lock_until`` of a released lease: before any clock's now, and stored as an 8-byte REAL
+(SQLite stores a whole-number REAL as an integer), so releasing keeps the row's size."""
+RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+"""Whether this SQLite has ``RETURNING`` (3.35, March 2021), which the one-statement paths need."""
+
+
+class Statements:
+    """The store's SQL for one table: each is a whole operation, run in autocommit mode."""
+
+    def __init__(self, t: str) -> None:
+        self.read = f"SELECT payload, expires_at, version FROM {t} WHERE key=?1"
+        self.row = f"SELECT {_COLUMNS} FROM {t} WHERE key=?1"
+        # ?1 key, ?2 token, ?3 lock_until, ?4 now: the lease is taken only if free or ours
+        self.lock = (
+            f"UPDATE {t} SET lock_token=?2, lock_until=?3 WHERE key=?1 AND expires_at > ?4"
+            " AND (lock_token IS NULL OR lock_until <= ?4 OR lock_token=?2)"
+            " RETURNING payload, expires_at, version"
+        )
+        # ?1 key, ?2 payload, ?3 expires_at, then for the fenced write ?4 token, ?5 now, and
+        # for a version check ?6 (fenced) or ?4 (unfenced) the version read
+        new = f"UPDATE {t} SET payload=?2, expires_at=?3, version=version+1"
+        fence = " AND lock_token=?4 AND lock_until > ?5"
+        self.fenced = f"{new}, lock_until={_FREE!r} WHERE key=?1{fence} RETURNING version"
+        self.fenced_version = (
+            f"{new}, lock_until={_FREE!r} WHERE key=?1{fence} AND version=?6 RETURNING version"
+        )
+        self.replace = f"{new} WHERE key=?1 RETURNING version"
+        self.replace_version = f"{new} WHERE key=?1 AND version=?4 RETURNING version"
+        insert = f"INSERT INTO {t} (key, payload, expires_at, version) VALUES (?1, ?2, ?3, 1)"
+        self.create = f"{insert} ON CONFLICT (key) DO NOTHING RETURNING version"
+        self.upsert = (  # keeps a lock this writer does not own, as every unfenced write does
+            f"{insert} ON CONFLICT (key) DO UPDATE SET payload=?2, expires_at=?3,"
+            f" version={t}.version+1 RETURNING version"
+        )
+        # ?1 key, ?2 expires_at, ?3 token (NULL: keep the lock)
+        self.touch = (
+            f"UPDATE {t} SET expires_at=max(expires_at, ?2),"
+            f" lock_until=CASE WHEN lock_token=?3 THEN {_FREE!r} ELSE lock_until END WHERE key=?1"
+        )
+        self.release = f"UPDATE {t} SET lock_until={_FREE!r} WHERE key=?1 AND lock_token=?2"
+        self.destroy = f"DELETE FROM {t} WHERE key=?1"
+        self.live = f"SELECT 1 FROM {t} WHERE key=?1 AND expires_at > ?2"
 
 
 class _SqlRows(Rows):
@@ -77,7 +136,20 @@ class _Opened:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self.pid = os.getpid()
+        self.pid = _Process.pid
+
+
+class _Process:
+    """This process's id, read once and again after a fork rather than on every call."""
+
+    pid = os.getpid()
+
+    @classmethod
+    def forked(cls) -> None:
+        cls.pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_Process.forked)
 
 
 class _SQLite(RowAccess):
@@ -98,6 +170,9 @@ class _SQLite(RowAccess):
         self._opened: weakref.WeakSet[_Opened] = weakref.WeakSet()  # every thread's, for close()
         self._guard = threading.Lock()
         self._schema_ready = False
+        self.sql = Statements(table)
+        self.returning = RETURNING
+        """One statement per read + lock and per write; False: RowAccess's transactions."""
 
     def setup(self) -> None:
         with self._errors():
@@ -109,14 +184,14 @@ class _SQLite(RowAccess):
             self._opened.clear()
             self._local = threading.local()  # every thread opens a new connection next time
         for each in opened:
-            if each.pid == os.getpid():  # a parent's connections are the parent's to close
+            if each.pid == _Process.pid:  # a parent's connections are the parent's to close
                 each.conn.close()
 
     def _connection(self, create: bool) -> sqlite3.Connection | None:
         """This thread's connection; None if the file does not exist and not ``create``."""
         local = self._local
         opened: _Opened | None = getattr(local, "opened", None)
-        if opened is not None and opened.pid == os.getpid():
+        if opened is not None and opened.pid == _Process.pid:
             return opened.conn
         if not create and self.path != ":memory:" and not os.path.exists(self.path):
             return None
@@ -193,6 +268,92 @@ class _SQLite(RowAccess):
     def _errors(self) -> Iterator[None]:
         try:
             yield
+        except sqlite3.OperationalError as e:
+            raise self._unavailable(e, "query") from e
+
+    # --- the contract, one statement each; RowAccess's transactions where that cannot say ---
+
+    def _read(self, key: str, lock: LockRequest | None) -> ReadResult:
+        if lock is not None and not self.returning:
+            return super()._read(key, lock)
+        check_storage_key(key)
+        if lock is None:
+            found = self._run(False, self.sql.read, (key,))
+            if not found:
+                return None
+            payload, expires_at, version = found[0]
+            return Stored(payload, expires_at, version)
+        now = self.clock()
+        taken = self._run(False, self.sql.lock, (key, lock.token, now + lock.lease, now))
+        if taken:
+            payload, expires_at, version = taken[0]
+            return Stored(payload, expires_at, version)
+        found = self._run(False, self.sql.row, (key,)) if taken is not None else None
+        if not found:
+            return None
+        row = Row(*found[0])
+        if row.expires_at <= now:
+            return Stored(row.payload, row.expires_at, row.version)  # the engine discards it
+        if row.locked(now) and row.token != lock.token:
+            return LOCKED
+        return super()._read(key, lock)  # the lease came free since: take it the careful way
+
+    def _write(
+        self, key: str, payload: bytes, expires_at: float, expect: int | None, token: str | None
+    ) -> int:
+        if not self.returning or (token is not None and expect == MUST_CREATE):
+            return super()._write(key, payload, expires_at, expect, token)
+        check_storage_key(key)
+        sql = self.sql
+        args: tuple[object, ...] = (key, payload, expires_at)
+        if token is not None:
+            args += (token, self.clock())
+            if expect is not None and expect > 0:
+                statement, args = sql.fenced_version, (*args, expect)
+            else:  # None or MUST_EXIST: a row holding our lease exists
+                statement = sql.fenced
+        elif expect is None:
+            statement = sql.upsert
+        elif expect == MUST_CREATE:
+            statement = sql.create
+        elif expect > 0:
+            statement, args = sql.replace_version, (*args, expect)
+        else:
+            statement = sql.replace
+        written = self._run(True, statement, args)
+        if written:
+            return int(written[0][0])
+        if token is not None:  # lease lost or version changed: the careful path says which
+            return super()._write(key, payload, expires_at, expect, token)
+        raise changed()
+
+    def _update_timestamp(self, key: str, expires_at: float, token: str | None) -> None:
+        self._run(False, self.sql.touch, (check_storage_key(key), expires_at, token))
+
+    def _release(self, key: str, token: str) -> None:
+        self._run(False, self.sql.release, (check_storage_key(key), token))
+
+    def _destroy(self, key: str) -> None:
+        self._run(False, self.sql.destroy, (check_storage_key(key),))
+
+    def _validate_id(self, key: str) -> bool:
+        return bool(self._run(False, self.sql.live, (check_storage_key(key), self.clock())))
+
+    def _run(self, create: bool, statement: str, args: tuple[object, ...]) -> list[Any] | None:
+        """Every row of one statement, run in autocommit mode (so, its own transaction).
+
+        None when there is no database or table and not ``create``: nothing is created then.
+        Rows are fetched to the end, which is when SQLite commits a changing statement.
+        """
+        opened: _Opened | None = getattr(self._local, "opened", None)
+        try:
+            if opened is not None and opened.pid == _Process.pid and self._schema_ready:
+                conn = opened.conn
+            elif (ready := self._ready(create)) is not None:
+                conn = ready
+            else:
+                return None
+            return conn.execute(statement, args).fetchall()
         except sqlite3.OperationalError as e:
             raise self._unavailable(e, "query") from e
 

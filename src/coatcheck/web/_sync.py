@@ -17,7 +17,6 @@ import logging
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-from .. import ids
 from ..config import LockMode
 from ..engine import Client
 from ..errors import CoatcheckError, SessionClosed, SessionNotLoaded
@@ -61,8 +60,9 @@ class RequestSession(MutableMapping[str, Any]):
 
     @property
     def names_stored_session(self) -> bool:
-        """True when the cookie carries a well-formed id, so loading means a store read."""
-        return ids.is_well_formed(self.cookie, self.manager.config.id_bytes)
+        """True when the cookie names a session (a well-formed id; with cookie://, any
+        cookie), so loading means a store read."""
+        return self.manager.names_session(self.cookie)
 
     @property
     def needs_load(self) -> bool:

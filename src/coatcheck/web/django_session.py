@@ -258,7 +258,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no type h
         """The session to change: after ``save()`` it is read again and relocked first."""
         s = self._current()
         if s.closed and not s.read_only and not self._rs.response_started:
-            self._replace(s.id)
+            self._replace(s.cookie_value)
             s = self._current()
             self._interrupted = s.is_new  # deleted meanwhile: save() raises UpdateError
         return s

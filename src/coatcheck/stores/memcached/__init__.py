@@ -1,4 +1,4 @@
-"""Memcached store (PHP's ``memcached`` save handler): pymemcache sync, asyncio async.
+"""Memcached store (PHP's ``memcached`` save handler): sockets sync, asyncio streams async.
 
 URL: ``memcached://host:port[,host:port...]?prefix=coatcheck:&timeout=1&connect_timeout=1
 &pool_size=10``; see docs/stores/memcached.md. The driver is imported on first use.

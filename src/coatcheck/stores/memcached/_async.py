@@ -1,17 +1,23 @@
 """The memcached store, PHP's ``memcached`` save handler: the source of both twins.
 
 ``_sync.py`` is generated from this file by scripts/unasync.py; edit this one. The driver
-calls go through :mod:`._client`, whose two classes have the same methods.
+calls go through ``_async_client.py`` (and its twin), whose two classes have the same methods.
 
 Several servers share the items by rendezvous hashing; a server that is down makes its
 sessions unavailable rather than moving them, because a lock item that moved could be held
 twice. Each session is a record item and a lock item (:mod:`._format`).
 
-Writes are ``gets`` + ``cas``: nothing is applied on a mismatch. Memcached has no
-compare-and-delete, so a lock is released with a plain ``delete`` right after a ``gets``
-showed our token with at least a second of lease left, and otherwise with a ``cas`` to an
-already stale value; docs/stores/memcached.md explains the remaining race. Listing
-(count, scan) uses ``lru_crawler metadump all``; gc is a no-op, memcached expires items.
+A locked session cycle is two round trips. Read + lock: ``add`` of the lock item and
+``gets`` of record and lock, sent together. Write + unlock: ``cas`` of the record with the
+cas unique that read saw (kept in :mod:`._seen`), so nothing is applied unless the record is
+still the one read, and a ``delete ... noreply`` of the lock, sent together. That only while
+the lease has a second or more left (memcached has no compare-and-delete); closer to the end,
+a ``cas`` to an already stale value releases the lock. When the ``cas`` is refused, the lock
+is put back at once (``add``, same connection) and the careful path runs: ``gets`` of record
+and lock, the lease and version checks, then ``cas``. So does any write this store object
+did not read for.
+docs/stores/memcached.md explains the remaining races. Listing (count, scan) uses
+``lru_crawler metadump all``; gc is a no-op, memcached expires items.
 """
 
 from __future__ import annotations
@@ -24,12 +30,15 @@ from typing import Concatenate, ParamSpec, TypeVar
 from ...errors import VersionMismatch
 from ...locks import check_version, lease_lost
 from .. import _url
-from ..base import LOCKED, AsyncStore, LockRequest, Meta, ReadResult, Stored
-from ._client import AsyncClient, Found, Router, ServerError
+from ..base import LOCKED, MUST_EXIST, AsyncStore, LockRequest, Meta, ReadResult, Stored
+from ._async_client import AsyncClient
+from ._client import Found, Router, ServerError
 from ._config import Settings
 from ._format import STALE, Keys, Lease, exptime, metadump_names, pack, unpack
+from ._seen import Reads, Seen
 
 # unasync: Awaitable[T] -> T
+# unasync: _async_client -> _sync_client
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -41,7 +50,12 @@ _CRAWLER_BUSY_WAIT = 10.0  # seconds to wait for another client's crawl to finis
 _BATCH = 100  # records read back per gets while listing
 # Commands that may run twice: repeated once on a fresh connection when a pooled one
 # turns out dead (the server restarted). add and cas are not: they may have been applied.
-_REPEATABLE = (AsyncClient.gets_many, AsyncClient.delete_many, AsyncClient.metadump)
+_REPEATABLE = (
+    AsyncClient.gets_many,
+    AsyncClient.delete_many,
+    AsyncClient.delete_unacknowledged,
+    AsyncClient.metadump,
+)
 
 
 class AsyncMemcachedStore(AsyncStore):
@@ -54,6 +68,7 @@ class AsyncMemcachedStore(AsyncStore):
         self.keys = Keys(settings.prefix)
         self.router = Router(settings.servers)
         self._clients: list[AsyncClient | None] = [None] * len(settings.servers)
+        self.reads = Reads()
 
     async def close(self) -> None:
         for i in range(len(self._clients)):
@@ -62,29 +77,35 @@ class AsyncMemcachedStore(AsyncStore):
     # --- the contract -----------------------------------------------------------------------
 
     async def read(self, key: str, lock: LockRequest | None = None) -> ReadResult:
-        """PHP's read: the record, taking the lock first when asked (``add``, then ``gets``)."""
+        """PHP's read: the record, taking the lock first when asked (``add`` + ``gets``, sent
+        together: one round trip)."""
         data = self.keys.data(key)
         if lock is None:
-            return _record(await self._gets(data), data)[0]
+            record, cas = _record(await self._gets(data), data)
+            if record is not None:
+                self.reads.keep(key, None, Seen(cas, record.version, 0.0))
+            return record
         item = self.keys.lock(key)
         for _ in range(_ATTEMPTS):
             now = self.clock()
             lease = Lease(lock.token, now + lock.lease)
-            if await self._add(item, lease.encode(), exptime(lock.lease)):
-                record, _ = _record(await self._gets(data), data)
+            taken, found = await self._add_gets(item, lease.encode(), exptime(lock.lease), data)
+            record, cas = _record(found, data)
+            if taken:
                 if record is None or record.expires_at <= self.clock():
                     await self._release_known(item, lease)
-                return record  # expired records go to the engine, which discards them
-            found = await self._gets(data, item)
-            record, _ = _record(found, data)
+                else:
+                    self.reads.keep(key, lock.token, Seen(cas, record.version, lease.until))
+                return record  # expired records go to the engine, which discards it
             if record is None or record.expires_at <= now:
                 return record
-            current, cas = _lease(found, item)
+            current, lock_cas = _lease(found, item)
             if current is None:
                 continue  # expired between our add and gets: add again
             if current.live(now) and not current.held_by(lock.token, now):
                 return LOCKED
-            if await self._cas(item, lease.encode(), cas, exptime(lock.lease)):
+            if await self._cas(item, lease.encode(), lock_cas, exptime(lock.lease)):
+                self.reads.keep(key, lock.token, Seen(cas, record.version, lease.until))
                 return record
         return LOCKED  # the lock kept changing hands: the session layer waits and retries
 
@@ -97,7 +118,13 @@ class AsyncMemcachedStore(AsyncStore):
         expect: int | None = None,
         token: str | None = None,
     ) -> int:
-        """PHP's write, fenced: ``gets`` + ``cas``, then the lock is released."""
+        """PHP's write, fenced: one ``cas`` after this store's own read, else ``gets`` +
+        ``cas``; then the lock is released."""
+        seen = self.reads.take(key, token)
+        if seen is not None and expect in (None, MUST_EXIST, seen.version):
+            written = await self._write_over(key, seen, payload, expires_at, token)
+            if written is not None:
+                return written
         data, item = self.keys.data(key), self.keys.lock(key)
         wanted = (data, item) if token is not None else (data,)
         for _ in range(_ATTEMPTS):
@@ -129,6 +156,7 @@ class AsyncMemcachedStore(AsyncStore):
         concurrent writer is retried, then given up (that writer set a deadline of its own).
         """
         data, item = self.keys.data(key), self.keys.lock(key)
+        self.reads.take(key, token)  # the rewrite changes the cas unique
         found = await self._gets(*((data, item) if token is not None else (data,)))
         lease, _ = _lease(found, item)
         for attempt in range(_ATTEMPTS):
@@ -146,6 +174,10 @@ class AsyncMemcachedStore(AsyncStore):
 
     async def release(self, key: str, token: str) -> None:
         item = self.keys.lock(key)
+        seen = self.reads.take(key, token)
+        if seen is not None and seen.until - self.clock() >= _SAFE_DELETE_LEFT:
+            await self._delete_unacknowledged(item)  # our own read took it, and it still runs
+            return
         lease, _ = _lease(await self._gets(item), item)
         if lease is not None and lease.held_by(token, self.clock()):
             await self._release_known(item, lease)
@@ -194,15 +226,15 @@ class AsyncMemcachedStore(AsyncStore):
     # --- steps ------------------------------------------------------------------------------
 
     async def _release_known(self, item: str, lease: Lease) -> None:
-        """Drop a lock a ``gets`` just showed as ours (memcached has no compare-and-delete).
+        """Drop a lock known to be ours (memcached has no compare-and-delete).
 
-        With a second or more of lease left, a plain delete: it could only remove another
-        token's lock if ours expired and was taken over while the delete was in flight.
-        Closer to the end, the lock is cas-replaced by a stale value instead, which never
-        touches a lock taken over meanwhile; readers treat a stale value as free.
+        With a second or more of lease left, a plain delete, not waited for: it could only
+        remove another token's lock if ours expired and was taken over while the delete was
+        in flight. Closer to the end, the lock is cas-replaced by a stale value instead,
+        which never touches a lock taken over meanwhile; readers treat a stale value as free.
         """
         if lease.until - self.clock() >= _SAFE_DELETE_LEFT:
-            await self._delete(item)
+            await self._delete_unacknowledged(item)
             return
         current, cas = _lease(await self._gets(item), item)
         if current is not None and current.token == lease.token:
@@ -235,12 +267,65 @@ class AsyncMemcachedStore(AsyncStore):
     async def _add(self, item: str, value: bytes, ttl: int) -> bool:
         return await self._call(self.router.index(item), AsyncClient.add, item, value, ttl)
 
+    async def _add_gets(
+        self, item: str, value: bytes, ttl: int, *others: str
+    ) -> tuple[bool, Found]:
+        """``add`` of ``item``, then ``gets`` of it and ``others``: one round trip for those
+        on ``item``'s server, one more per other server."""
+        i = self.router.index(item)
+        groups = self.router.group(others)
+        keys = [item, *groups.pop(i, [])]
+        taken, found = await self._call(i, AsyncClient.add_gets, item, value, ttl, keys)
+        for j, group in groups.items():
+            found.update(await self._call(j, AsyncClient.gets_many, group))
+        return taken, found
+
     async def _cas(self, item: str, value: bytes, cas: int, ttl: int) -> bool:
         return await self._call(self.router.index(item), AsyncClient.cas, item, value, cas, ttl)
 
     async def _delete(self, *items: str) -> None:
         for i, group in self.router.group(items).items():
             await self._call(i, AsyncClient.delete_many, group)
+
+    async def _write_over(
+        self, key: str, seen: Seen, payload: bytes, expires_at: float, token: str | None
+    ) -> int | None:
+        """A write after this store's own read: one ``cas`` against the record that read saw,
+        sent with the lock's release. The new version, or None for the careful path."""
+        data, now = self.keys.data(key), self.clock()
+        version = seen.version + 1
+        value, ttl = pack(payload, expires_at, version), exptime(expires_at - now)
+        if token is None:
+            return version if await self._cas(data, value, seen.cas, ttl) else None
+        if seen.until - now < _SAFE_DELETE_LEFT:
+            return None
+        lease = Lease(token, seen.until)
+        written, held = await self._cas_release(
+            data, value, seen.cas, ttl, self.keys.lock(key), lease
+        )
+        if written:
+            return version
+        if not held:
+            raise lease_lost()  # our cas was refused, and the lock taken in that moment
+        return None
+
+    async def _cas_release(
+        self, data: str, value: bytes, cas: int, ttl: int, item: str, lease: Lease
+    ) -> tuple[bool, bool]:
+        """``cas`` of the record, then the lock ``item`` released (held by ``lease``, with
+        a second or more left): (written, lock still held)."""
+        i = self.router.index(data)
+        if self.router.index(item) != i:  # two servers: two steps, the lock kept on a refusal
+            if not await self._cas(data, value, cas, ttl):
+                return False, True
+            await self._delete_unacknowledged(item)
+            return True, False
+        relock, relock_ttl = lease.encode(), exptime(lease.until - self.clock())
+        command = AsyncClient.cas_release
+        return await self._call(i, command, data, value, cas, ttl, item, relock, relock_ttl)
+
+    async def _delete_unacknowledged(self, item: str) -> None:
+        await self._call(self.router.index(item), AsyncClient.delete_unacknowledged, [item])
 
     # --- the driver -------------------------------------------------------------------------
 

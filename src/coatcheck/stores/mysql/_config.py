@@ -13,6 +13,7 @@ from urllib.parse import unquote
 
 from ...errors import ConfigError, StoreUnavailable
 from .. import _url
+from ._statements import LEASES
 
 READ_COMMITTED = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
 IDLE_LIMIT = 60
@@ -98,7 +99,7 @@ def parse(url: str) -> Settings:
         password=parsed.password or "",
         database=database,
         unix_socket=opts.optional("unix_socket"),
-        table=opts.identifier("table", "coatcheck_sessions", max_len=64),
+        table=opts.identifier("table", "coatcheck_sessions", max_len=64 - len(LEASES)),
         create_schema=opts.flag("create_schema", "true"),
         pool_size=opts.whole("pool_size", "10"),
         pool_timeout=opts.number("pool_timeout", "10"),

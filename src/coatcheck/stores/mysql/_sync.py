@@ -3,20 +3,22 @@
 the sync twin (on PyMySQL) is generated from it by scripts/unasync.py.
 
 Like PHP's PDO/MySQL session handlers, one row per session; unlike most of them, locks are
-leases in the row (``lock_token``, ``lock_until``), so a crashed request's lock runs out
-instead of being held by a stuck connection, and every write is fenced by the token. The
-statements are in :mod:`._statements`; the driver and its pool are behind
-:mod:`._driver_pymysql`, the one module that differs between the twins.
+leases (``lease_token``, ``lease_until``) in a lease table beside the sessions, so a
+crashed request's lock runs out instead of being held by a stuck connection, taking one
+costs no redo-log flush, and every write is fenced by the token. The statements are in
+:mod:`._statements`; the driver and its pool are behind :mod:`._driver_pymysql`, the one
+module that differs between the twins.
 
 Reads and admin calls on a missing table find nothing and create nothing; the first write
-or lock creates it, unless the URL says ``create_schema=false`` (then ``coatcheck init``
-or :meth:`create_schema` must have).
+or lock creates the tables, unless the URL says ``create_schema=false`` (then ``coatcheck
+init`` or :meth:`create_schema` must have).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from ... import ids
 from ...errors import LockLost, VersionMismatch
@@ -28,10 +30,13 @@ from ._driver_pymysql import DRIVER_ERRORS, Connection, Pool
 from ._statements import (
     ATTEMPTS,
     DEADLOCK,
-    GC_BATCH,
+    GC_REPORT,
+    GC_START,
     NO_TABLE,
     NOTHING,
     SCAN_PAGE,
+    TABLE_FULL,
+    GcPace,
     Result,
     Sql,
     error_code,
@@ -52,37 +57,57 @@ class MySQLStore(Store):
 
     # --- running statements ----------------------------------------------------------------
 
-    def _execute(self, sql: str, args: dict[str, Any], *, creates: bool = False) -> Result:
+    def _execute(
+        self, sql: str, args: dict[str, Any], *, creates: bool = False, report: int = 0
+    ) -> Result:
         """Run one statement (or batch), retrying a deadlock victim (it had no effect).
 
-        On a missing table it found NOTHING; with ``creates`` (a write or a lock) the table
-        is created first when the URL allows it.
+        On a missing table it found NOTHING; with ``creates`` (a write or a lock) the
+        tables are created first when the URL allows it. A full lease table is purged of
+        expired leases and the statement tried again. ``report``: the statement of a batch
+        whose affected rows and last insert id the result carries.
         """
         try:
             with self._pool.connection() as conn:
                 attempt = 0
                 while True:
                     try:
-                        return _run(conn, sql, args)
+                        return _run(conn, sql, args, report)
                     except DRIVER_ERRORS as e:
                         code = error_code(e)
                         if code == NO_TABLE and not creates:
+                            conn.rollback()  # a batch may have opened a transaction
                             return NOTHING
                         if code == NO_TABLE and not self.settings.create_schema:
-                            missing = MissingTable(self.table)
+                            missing = MissingTable(self._missing(e))
                             raise self.settings.unavailable(missing, "write") from e
                         if code == NO_TABLE and attempt == 0:
                             self._create_table(conn)
+                        elif code == TABLE_FULL and attempt == 0:
+                            _run(conn, self._sql.gc_leases, {"now": self.clock()})
                         elif code != DEADLOCK or attempt == ATTEMPTS - 1:
                             raise
                     attempt += 1
         except DRIVER_ERRORS as e:
             raise self.settings.unavailable(e, "query", args.get("key")) from e
 
+    def _missing(self, e: BaseException) -> str:
+        """Which of the two tables a "no such table" error is about."""
+        leases = self._sql.leases
+        return leases if f".{leases}'" in str(e) or f"'{leases}'" in str(e) else self.table
+
     def _create_table(self, conn: Connection) -> None:
-        exists = _run(conn, self._sql.table_exists, {"table": self.table})
-        if not exists.rows:
+        """Create whichever of the two tables is missing (the lease table may be new)."""
+        names = {"table": self.table, "leases": self._sql.leases}
+        present = {row[0] for row in (_run(conn, self._sql.tables_present, names)).rows}
+        if self.table not in present:
             _run(conn, self._sql.create_table, {})
+        if self._sql.leases not in present:
+            # Galera replicates InnoDB tables only: there the leases must be InnoDB too.
+            galera = (_run(conn, self._sql.galera, {})).rows
+            on = bool(galera) and str(galera[0][1]).upper() == "ON"
+            engine = "InnoDB" if on else "MEMORY"
+            _run(conn, self._sql.create_leases.replace("{engine}", engine), {})
 
     # --- the contract ----------------------------------------------------------------------
 
@@ -90,8 +115,8 @@ class MySQLStore(Store):
         self._pool.close()
 
     def create_schema(self) -> None:
-        """Create the sessions table and its index if missing (``coatcheck init``); safe to
-        call any time, whatever the URL's ``create_schema`` says."""
+        """Create the sessions table and its lease table if missing (``coatcheck init``);
+        safe to call any time, whatever the URL's ``create_schema`` says."""
         try:
             with self._pool.connection() as conn:
                 self._create_table(conn)
@@ -137,7 +162,8 @@ class MySQLStore(Store):
         elif not (token is not None and expect == MUST_CREATE):  # that pair never applies
             versioned = expect is not None and expect > 0
             args.update(token=token, now=now, expect=expect)
-            result = self._execute(self._sql.update(token is not None, versioned), args)
+            statement, report = self._sql.update(token is not None, versioned)
+            result = self._execute(statement, args, report=report)
             if result.rowcount == 1:
                 return result.lastrowid
         raise self._refusal(key, expect, token, now)
@@ -147,9 +173,9 @@ class MySQLStore(Store):
         result = self._execute(self._sql.lock_state, {"key": key})
         row = None
         if result.rows:
-            version, held_by, lock_until = result.rows[0]
+            version, held_by, lock_until = result.rows[0]  # lease columns NULL: no lease
             held = None if held_by is None else bytes(held_by).decode("utf-8", "replace")
-            row = Row(b"", 0.0, version, held, lock_until)
+            row = Row(b"", 0.0, version, held, lock_until or 0.0)
         try:
             check_write(row, expect, token, now)
         except (LockLost, VersionMismatch) as e:
@@ -169,14 +195,24 @@ class MySQLStore(Store):
         self._execute(self._sql.destroy, {"key": ids.check_storage_key(key)})
 
     def gc(self) -> int:
-        """Delete expired rows, 1000 per statement so none holds many row locks for long
-        (PHP's gc with session.gc_maxlifetime)."""
-        now, removed = self.clock(), 0
+        """Delete expired rows (PHP's gc with session.gc_maxlifetime), then expired leases.
+
+        Batch by batch along the expires_at index, each batch sized to take about
+        GC_TARGET seconds, so no statement holds many row locks for long.
+        """
+        now, after, pace, removed = self.clock(), GC_START, GcPace(), 0
         while True:
-            result = self._execute(self._sql.gc, {"now": now})
-            removed += result.rowcount
-            if result.rowcount < GC_BATCH:
-                return removed
+            started = time.perf_counter()
+            args = {"after": after, "now": now, "skip": pace.size - 1, "limit": pace.size}
+            batch = self._execute(self._sql.gc_batch, args, report=GC_REPORT)
+            removed += batch.rowcount
+            upto = batch.rows[0][0] if batch.rows else None
+            if upto is None:  # fewer than a batch were left: all deleted (or no table)
+                break
+            pace.done(batch.rowcount, time.perf_counter() - started)
+            after = upto
+        self._execute(self._sql.gc_leases, {"now": now})
+        return removed
 
     def validate_id(self, key: str) -> bool:
         args = {"key": ids.check_storage_key(key), "now": self.clock()}
@@ -192,19 +228,24 @@ class MySQLStore(Store):
         now, after = self.clock(), ""
         while True:
             result = self._execute(self._sql.scan, {"after": after, "now": now})
-            for k, expires_at, size, locked in result.rows:
+            for k, expires_at, size, locked in result.rows:  # locked is NULL: no lease
                 yield Meta(k, expires_at, int(size), bool(locked))
             if len(result.rows) < SCAN_PAGE:
                 return
             after = result.rows[-1][0]
 
 
-def _run(conn: Connection, sql: str, args: dict[str, Any]) -> Result:
-    """One round trip: the values bound by the driver, the last result set's rows kept."""
+def _run(conn: Connection, sql: str, args: dict[str, Any], report: int = 0) -> Result:
+    """One round trip: the values bound by the driver, the last result set's rows kept,
+    and the affected rows and last insert id of statement ``report`` of the batch."""
     with conn.cursor() as cur:
         rowcount = cur.execute(sql, args or None)
         lastrowid = cur.lastrowid or 0
         rows = cur.fetchall()
+        index = 0
         while cur.nextset():
+            index += 1
+            if index == report:
+                rowcount, lastrowid = cast(int, cur.rowcount), cur.lastrowid or 0
             rows = cur.fetchall()
     return Result(rowcount, lastrowid, tuple(rows))

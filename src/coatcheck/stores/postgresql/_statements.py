@@ -18,9 +18,21 @@ from ...ids import check_storage_key
 from ...locks import changed, lease_lost
 from .. import _url
 
-GC_BATCH = 1000
+GC_FIRST = 200
+"""Rows in the first GC batch; :class:`GcPace` sizes the others."""
+GC_MIN, GC_MAX = 50, 5000
+GC_TARGET = 0.01
+"""Seconds a GC batch should take: short enough never to hold row locks for long."""
 SCAN_PAGE = 1000
 SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('coatcheck.schema'))"
+NO_FLUSH = "set_config('synchronous_commit', 'off', true) IS NOT NULL"
+"""A condition that is always true and, once evaluated, makes the statement's transaction
+commit asynchronously (``SET LOCAL synchronous_commit = off`` without a round trip of its
+own: every statement here runs alone in an implicit transaction). For statements that only
+take or drop a lease (a crash may lose one, which the fencing check makes harmless: the
+holder's write is refused) and for GC's deletes of expired rows (a lost one is done again).
+The write of a session never uses it: its commit stays durable, and as the WAL is flushed
+in order, it also makes every earlier lease change durable."""
 Rows = list[tuple[Any, ...]]
 
 
@@ -37,6 +49,7 @@ class Settings:
     timeout: float = 5.0
     create_schema: bool = True  # the first write or lock creates a missing table
     secrets: tuple[str, ...] = field(default=(), repr=False)  # scrubbed from error messages
+    notify: bool = True  # lock hand-over by LISTEN/NOTIFY (false: waiters poll); _listen.py
 
     @property
     def connect_kwargs(self) -> dict[str, Any]:
@@ -54,6 +67,7 @@ def parse_url(url: str) -> Settings:
     connect_timeout = opts.number("connect_timeout", "5")
     timeout = opts.number("timeout", "5", zero=True)
     create_schema = opts.flag("create_schema", "true")
+    notify = opts.flag("notify", "true")
     if pool_min > pool_max:
         raise ConfigError("postgresql store option pool_min must be <= pool_max")
     libpq = opts.rest()  # the options coatcheck does not know are libpq's
@@ -68,8 +82,40 @@ def parse_url(url: str) -> Settings:
     found = (parsed.password, libpq.get("password"))
     secrets = tuple(s for s in found if s)
     return Settings(
-        conninfo, where, table, pool_min, pool_max, connect_timeout, timeout, create_schema, secrets
+        conninfo,
+        where,
+        table,
+        pool_min,
+        pool_max,
+        connect_timeout,
+        timeout,
+        create_schema,
+        secrets,
+        notify=notify,
     )
+
+
+class GcPace:
+    """GC batch sizes that keep each batch near :data:`GC_TARGET` seconds.
+
+    The time a row takes is estimated from the batches so far: a slower batch counts at
+    once, a faster one only half (the average with the estimate), so one quick batch on a
+    busy server cannot make the next one long. A batch grows by half at most, and stays
+    within ``[GC_MIN, GC_MAX]``. (The PostgreSQL and MySQL stores each keep a copy.)
+    """
+
+    def __init__(self) -> None:
+        self.size = GC_FIRST
+        self._per_row: float | None = None
+
+    def done(self, rows: int, elapsed: float) -> None:
+        """A batch of ``rows`` rows took ``elapsed`` seconds: size the next one."""
+        per_row = max(elapsed, 1e-6) / max(rows, 1)
+        if self._per_row is not None:
+            per_row = max(per_row, (self._per_row + per_row) / 2)
+        self._per_row = per_row
+        fitted = int(GC_TARGET / per_row)
+        self.size = max(GC_MIN, min(GC_MAX, fitted, self.size * 3 // 2))
 
 
 def key_bytes(key: str) -> bytes:
@@ -99,11 +145,14 @@ class Statements:
         self.select = f"SELECT payload, expires_at, version FROM {t} WHERE key = %b"
         # Take the lease if it is free (or ours) on a live row; otherwise report the row
         # without its payload (LOCKED), or with it when expired (the engine discards it).
+        # A lease needs no durable commit: NO_FLUSH turns synchronous_commit off for this
+        # statement's own transaction whenever it takes the lease (the last term of an AND
+        # that held), so its commit does not wait for the WAL flush; see NO_FLUSH.
         self.lock = (
             f"WITH took AS (UPDATE {t} SET lock_token = %(tok)b,"
             " lock_until = %(now)b + %(lease)b WHERE key = %(key)b AND expires_at > %(now)b"
             " AND (lock_token IS NULL OR lock_token = %(tok)b OR lock_until <= %(now)b)"
-            " RETURNING payload, expires_at, version)"
+            f" AND {NO_FLUSH} RETURNING payload, expires_at, version)"
             " SELECT payload, expires_at, version, true FROM took UNION ALL"
             " SELECT CASE WHEN expires_at <= %(now)b THEN payload END, expires_at, version,"
             f" false FROM {t} WHERE key = %(key)b AND NOT EXISTS (SELECT FROM took)"
@@ -136,13 +185,22 @@ class Statements:
         )
         self.release = (
             f"UPDATE {t} SET lock_token = NULL, lock_until = 0"
-            " WHERE key = %(key)b AND lock_token = %(tok)b"
+            f" WHERE key = %(key)b AND lock_token = %(tok)b AND {NO_FLUSH}"
         )
         self.destroy = f"DELETE FROM {t} WHERE key = %b"
+        # One GC batch: the next expired rows along the expires_at index from where the
+        # last batch ended (so no batch walks past the index entries of rows already
+        # deleted), skipping rows a request has locked; how many it found and deleted, and
+        # the deadline to go on from. Committed without waiting for the WAL flush: a batch
+        # a crash loses only deletes rows that stay expired, and the next GC deletes them.
         self.gc = (
-            f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_at <= %(now)b"
-            f" ORDER BY expires_at LIMIT {GC_BATCH} FOR UPDATE SKIP LOCKED)"
-            " AND expires_at <= %(now)b"
+            f"WITH picked AS (SELECT key, expires_at FROM {t} WHERE expires_at >= %(after)b"
+            " AND expires_at <= %(now)b ORDER BY expires_at LIMIT %(limit)b"
+            " FOR UPDATE SKIP LOCKED),"
+            f" gone AS (DELETE FROM {t} USING picked WHERE {t}.key = picked.key"
+            f" AND {t}.expires_at <= %(now)b AND {NO_FLUSH} RETURNING 1)"
+            " SELECT (SELECT count(*) FROM picked), (SELECT count(*) FROM gone),"
+            " (SELECT max(expires_at) FROM picked)"
         )
         self.validate = f"SELECT 1 FROM {t} WHERE key = %b AND expires_at > %b"
         self.count = f"SELECT count(*) FROM {t} WHERE expires_at > %b"
@@ -152,7 +210,7 @@ class Statements:
             f" ORDER BY key LIMIT {SCAN_PAGE}"
         )
 
-        self.rowcount_only = {self.touch, self.release, self.destroy, self.gc}
+        self.rowcount_only = {self.touch, self.release, self.destroy}
 
     @staticmethod
     def _update(t: str, fenced: bool, versioned: bool) -> str:

@@ -10,8 +10,10 @@ table reads as empty; the first write or lock creates it unless the URL says
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,12 +22,14 @@ from psycopg_pool import ConnectionPool
 
 from ...errors import StoreUnavailable
 from .. import _url
+from .._handover import Handover
 from .._url import MissingTable, pending_input
 from ..base import LockRequest, Meta, ReadResult, Store
+from ._listen import NO_COLUMN_RETRY, Feed, Notices, missing_schema
 from ._statements import (
-    GC_BATCH,
     SCAN_PAGE,
     SCHEMA_LOCK,
+    GcPace,
     Rows,
     Settings,
     Statements,
@@ -33,6 +37,7 @@ from ._statements import (
 )
 
 Pool = ConnectionPool[psycopg.Connection[Any]]
+log = logging.getLogger("coatcheck")
 
 
 class PostgreSQLStore(Store):
@@ -48,6 +53,10 @@ class PostgreSQLStore(Store):
         self._pool: Pool | None = None
         self._pid = 0
         self._lock = threading.Lock()
+        self.notices = Notices(settings.table)  # lock hand-over: LISTEN/NOTIFY, see _listen.py
+        where = f"postgresql store at {settings.where}"
+        self._handover = Handover(self._feed, where) if settings.notify else None
+        self._handover_off_until = 0.0  # a table without lock_waiting: poll until then
 
     # --- connections --------------------------------------------------------------------
 
@@ -155,7 +164,7 @@ class PostgreSQLStore(Store):
             with conn.transaction():
                 # Two stores creating at once would race on the catalog: serialize.
                 conn.execute(SCHEMA_LOCK)
-                for statement in self.q.schema:
+                for statement in (*self.q.schema, *self.notices.schema):
                     conn.execute(statement)
         except psycopg.Error as e:
             raise self._unavailable(e, "create schema") from e
@@ -166,6 +175,8 @@ class PostgreSQLStore(Store):
         self._ready()
 
     def close(self) -> None:
+        if self._handover is not None:
+            self._handover.close()
         with self._lock:
             if self._pool is not None and self._pid == os.getpid():
                 self._pool.close()
@@ -205,13 +216,21 @@ class PostgreSQLStore(Store):
         self._run(self.q.destroy, (key_bytes(key),), doing="destroy")
 
     def gc(self) -> int:
-        """Delete expired rows in batches by the expiry index (PHP's session.gc)."""
-        removed, now = 0, self.clock()
+        """Delete expired rows (PHP's session.gc), batch by batch along the expiry index,
+        each batch sized to take about GC_TARGET seconds."""
+        removed, now, after, pace = 0, self.clock(), float("-inf"), GcPace()
         while True:
-            _, n = self._run(self.q.gc, {"now": now}, doing="gc")
-            removed += n
-            if n < GC_BATCH:
+            started = time.perf_counter()
+            params = {"now": now, "after": after, "limit": pace.size}
+            rows, _ = self._run(self.q.gc, params, doing="gc")
+            if not rows:  # no table
                 return removed
+            found, deleted, last = rows[0]
+            removed += int(deleted)
+            if found < pace.size:
+                return removed
+            pace.done(found, time.perf_counter() - started)
+            after = last
 
     def validate_id(self, key: str) -> bool:
         params = (key_bytes(key), self.clock())
@@ -232,6 +251,41 @@ class PostgreSQLStore(Store):
             if len(rows) < SCAN_PAGE:
                 return
             after = bytes(rows[-1][0])
+
+    # --- lock hand-over (_listen.py) ----------------------------------------------------
+
+    def wait_for_release(self, key: str, timeout: float) -> bool:
+        """Sleep until the lock on ``key`` is released, its lease ends, or ``timeout`` passes.
+
+        False at once when notices are off (``notify=false``), their connection is down, or
+        the table predates them (asked again after NO_COLUMN_RETRY): the caller polls instead.
+        """
+        handover = self._handover
+        if handover is None or time.monotonic() < self._handover_off_until:
+            return False
+
+        def announce() -> float | None:
+            now = self.clock()
+            params = {"key": key_bytes(key), "now": float(now)}
+            try:
+                rows, _ = self._run(self.notices.announce, params, doing="announce")
+            except StoreUnavailable as e:
+                if missing_schema(e):
+                    self._handover_off_until = time.monotonic() + NO_COLUMN_RETRY
+                    log.warning(
+                        "%s: lock hand-over needs `coatcheck init` (or create_schema()) on"
+                        " this table; waiters poll until then",
+                        f"postgresql store at {self.settings.where}",
+                    )
+                    handover.close()
+                raise
+            return self.notices.lease_left(rows, now)
+
+        return handover.wait(key, timeout, announce)
+
+    def _feed(self) -> Feed:
+        """The LISTEN connection for release notices, outside the pool."""
+        return Feed(self.settings, self.notices).open()
 
 
 def _connection_lost(e: psycopg.Error) -> bool:

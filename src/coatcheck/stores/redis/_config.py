@@ -53,6 +53,8 @@ class Settings:
     where: str
     """Where the store is, for messages: topology and addresses, never credentials."""
     tls: dict[str, Any] | None = field(default=None, repr=False)
+    notify: bool = True
+    """Lock hand-over by notification (``notify=false``: waiters poll with backoff)."""
 
     @property
     def secrets(self) -> tuple[str | None, ...]:
@@ -103,6 +105,7 @@ def parse(url: str) -> Settings:
         retries=opts.whole("retries", "2", zero=True),
         where=_where(topology, u.where, service, db),
         tls=_tls(opts, scheme == "rediss"),
+        notify=opts.flag("notify", "true"),
     )
     opts.done()
     return settings

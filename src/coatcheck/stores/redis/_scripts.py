@@ -12,6 +12,14 @@ the data key's TTL is the remaining idle time computed from the app's clock and 
 ``PEXPIRE`` (a duration too), so a skewed Redis clock never shortens or stretches a session.
 The scripts also compare ``e`` with the app's "now", so a record whose deadline has passed is
 never returned as live, whatever the TTL rounding.
+
+Lock hand-over: a waiter announces itself (:data:`ANNOUNCE`) by setting a third key,
+``<prefix>{<storage key>}:wait``, which lives no longer than the lease it waits on. Whatever
+frees the lock (write, touch, release, destroy) deletes that key and, only when it was
+there, publishes the storage key on the store's channel, ``<prefix>released``
+(:func:`channel`). A lock nobody waits for costs one ``DEL`` of a missing key, in the same
+script: no round trip, no message. A notice wakes one waiter per process; while others of
+that process still wait, its lock-taking reads keep the lock flagged for them.
 """
 
 from __future__ import annotations
@@ -24,21 +32,44 @@ from ...ids import check_storage_key
 from ...locks import changed, lease_lost
 from ..base import LOCKED, LockRequest, Meta, ReadResult, Stored
 
-# KEYS: data, lock. ARGV: token, lease ms, app now (s).
+# Frees a lock's waiters: KEYS[3] (or the wait key given) is '<prefix>{<key>}:wait'. A waiter
+# set it, so publish the storage key on '<prefix>released' (classic PUBLISH: it reaches a
+# subscriber on any node of a Cluster, and a replica's subscribers too).
+_NOTIFY: Final = """
+local function notify(wait)
+  if redis.call('DEL', wait) == 1 then
+    local prefix, key = string.match(wait, '^(.*){(.*)}:wait$')
+    redis.call('PUBLISH', prefix .. 'released', key)
+  end
+end
+"""
+
+# KEYS: data, lock, wait. ARGV: token, lease ms, app now (s), others wait ('1' or '').
 # Returns {p, e, v}; false when absent or past its deadline; 0 when another token holds it.
+# ARGV[4] = '1' when other requests of this process wait for this lock (they were not all
+# woken by the last release): the lock stays flagged for them, whoever holds it now.
 READ_LOCK: Final = """
 local r = redis.call('HMGET', KEYS[1], 'p', 'e', 'v')
 if not r[1] or tonumber(r[2]) <= tonumber(ARGV[3]) then return false end
 local held = redis.call('GET', KEYS[2])
-if held and held ~= ARGV[1] then return 0 end
+if held and held ~= ARGV[1] then
+  if ARGV[4] == '1' then
+    local ttl = redis.call('PTTL', KEYS[2])
+    if ttl > 0 then redis.call('SET', KEYS[3], '1', 'PX', ttl) end
+  end
+  return 0
+end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+if ARGV[4] == '1' then redis.call('SET', KEYS[3], '1', 'PX', ARGV[2]) end
 return r
 """
 
-# KEYS: data, lock. ARGV: payload, deadline (s), ttl ms, expect ('' = any), token ('' = none).
-# Returns the new version; -1 when the token does not hold the lock (LockLost); -2 when
-# the version check fails (VersionMismatch). Nothing is changed on failure.
-WRITE: Final = """
+# KEYS: data, lock, wait. ARGV: payload, deadline (s), ttl ms, expect ('' = any),
+# token ('' = none). Returns the new version; -1 when the token does not hold the lock
+# (LockLost); -2 when the version check fails (VersionMismatch). Nothing is changed on failure.
+WRITE: Final = (
+    _NOTIFY
+    + """
 local tok = ARGV[5]
 if tok ~= '' and redis.call('GET', KEYS[2]) ~= tok then return -1 end
 local v = redis.call('HGET', KEYS[1], 'v')
@@ -53,14 +84,23 @@ end
 local nv = (tonumber(v) or 0) + 1
 redis.call('HSET', KEYS[1], 'p', ARGV[1], 'e', ARGV[2], 'v', nv)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if tok ~= '' then redis.call('DEL', KEYS[2]) end
+if tok ~= '' then
+  redis.call('DEL', KEYS[2])
+  notify(KEYS[3])
+end
 return nv
 """
+)
 
-# KEYS: data, lock. ARGV: deadline (s), ttl ms, token ('' = none). Only moves the deadline
-# forward, never creates the record; releases the token's lock either way.
-TOUCH: Final = """
-if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+# KEYS: data, lock, wait. ARGV: deadline (s), ttl ms, token ('' = none). Only moves the
+# deadline forward, never creates the record; releases the token's lock either way.
+TOUCH: Final = (
+    _NOTIFY
+    + """
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('DEL', KEYS[2])
+  notify(KEYS[3])
+end
 local e = redis.call('HGET', KEYS[1], 'e')
 if e and tonumber(ARGV[1]) > tonumber(e) then
   redis.call('HSET', KEYS[1], 'e', ARGV[1])
@@ -68,15 +108,46 @@ if e and tonumber(ARGV[1]) > tonumber(e) then
 end
 return 0
 """
+)
 
-# KEYS: lock. ARGV: token. Compare-and-delete. (Lua compares interned strings by identity,
-# and the token never leaves the server, so this comparison leaks nothing by its timing.)
-RELEASE: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+# KEYS: lock, wait. ARGV: token. Compare-and-delete. (Lua compares interned strings by
+# identity, and the token never leaves the server, so this comparison leaks nothing by its
+# timing.)
+RELEASE: Final = (
+    _NOTIFY
+    + """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  notify(KEYS[2])
+  return 1
+end
 return 0
+"""
+)
+
+# KEYS: data, lock, wait. Deletes the record and its lock, and frees the lock's waiters.
+DESTROY: Final = (
+    _NOTIFY
+    + """
+redis.call('DEL', KEYS[1], KEYS[2])
+notify(KEYS[3])
+return 0
+"""
+)
+
+# KEYS: lock, wait. A waiter announces itself (after subscribing to the channel): when the
+# lock is held, mark it as waited for, for as long as its lease, and return the lease's
+# milliseconds left; 0 when it is free (the waiter reads again at once). A lock without an
+# expiry (never made here) is marked for a minute, and returns -1.
+ANNOUNCE: Final = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -2 or ttl == 0 then return 0 end
+redis.call('SET', KEYS[2], '1', 'PX', ttl > 0 and ttl or 60000)
+return ttl
 """
 
 _LOCK_SUFFIX: Final = ":lock"
+_WAIT_SUFFIX: Final = ":wait"
 
 
 class Script:
@@ -97,6 +168,8 @@ READ_LOCK_SCRIPT: Final = Script(READ_LOCK)
 WRITE_SCRIPT: Final = Script(WRITE)
 TOUCH_SCRIPT: Final = Script(TOUCH)
 RELEASE_SCRIPT: Final = Script(RELEASE)
+DESTROY_SCRIPT: Final = Script(DESTROY)
+ANNOUNCE_SCRIPT: Final = Script(ANNOUNCE)
 
 
 class Keys:
@@ -115,9 +188,27 @@ class Keys:
         data = self.data(key)
         return [data, data + _LOCK_SUFFIX]
 
+    def trio(self, key: str) -> list[str]:
+        """Data, lock and wait keys: one hash tag, so one Cluster slot."""
+        data = self.data(key)
+        return [data, data + _LOCK_SUFFIX, data + _WAIT_SUFFIX]
+
     def storage_key(self, data_key: bytes | str) -> str:
         name = data_key.decode() if isinstance(data_key, bytes) else data_key
         return name[len(self.prefix) + 1 : -1]
+
+
+def channel(prefix: str) -> str:
+    """The channel a store's releases are published on, when someone waits for them."""
+    return prefix + "released"
+
+
+def lease_left(reply: Any) -> float | None:
+    """ANNOUNCE's reply: seconds left on the lease (inf when it has none), None when free."""
+    ms = int(reply)
+    if ms == 0:
+        return None
+    return math.inf if ms < 0 else ms / 1000
 
 
 def _glob_escape(text: str) -> str:
@@ -129,8 +220,9 @@ def ttl_ms(expires_at: float, now: float) -> int:
     return max(1, math.ceil((expires_at - now) * 1000))
 
 
-def read_lock_args(lock: LockRequest, now: float) -> list[Any]:
-    return [lock.token, max(1, math.ceil(lock.lease * 1000)), repr(now)]
+def read_lock_args(lock: LockRequest, now: float, others_wait: bool = False) -> list[Any]:
+    lease = max(1, math.ceil(lock.lease * 1000))
+    return [lock.token, lease, repr(now), "1" if others_wait else ""]
 
 
 def decode_read(raw: Any, now: float) -> ReadResult:

@@ -4,6 +4,10 @@
 Every session call is one round trip: a Lua script (:mod:`._scripts`), or a plain ``HMGET``
 for an unlocked read. The redis-py client comes from :mod:`._clients`, the only module where
 the two halves differ; URLs and options are :mod:`._config`'s.
+
+A request waiting for a lock sleeps until the release is published (lock hand-over,
+:meth:`RedisStore.wait_for_release`): :mod:`._listen` subscribes, and
+:mod:`coatcheck.stores._handover` wakes the waiters.
 """
 
 from __future__ import annotations
@@ -13,18 +17,24 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from .._handover import Handover
 from ..base import LockRequest, Meta, ReadResult, Store
 from ._clients import ERRORS, ClientLock, sync_client, unavailable
 from ._config import Settings
+from ._listen import Feed
 from ._scripts import (
+    ANNOUNCE_SCRIPT,
+    DESTROY_SCRIPT,
     READ_LOCK_SCRIPT,
     RELEASE_SCRIPT,
     TOUCH_SCRIPT,
     WRITE_SCRIPT,
     Keys,
     Script,
+    channel,
     decode_read,
     decode_write,
+    lease_left,
     queue_meta,
     read_lock_args,
     to_metas,
@@ -50,6 +60,9 @@ class RedisStore(Store):
         self.keys = Keys(settings.prefix)
         self._redis: Any = None
         self._guard = ClientLock()
+        self._handover = (
+            Handover(self._feed, settings.where, wake_one=True) if settings.notify else None
+        )
 
     def client(self) -> Any:
         """The redis-py client, built on first use (RedisCluster connects as it is built)."""
@@ -77,6 +90,8 @@ class RedisStore(Store):
             raise unavailable(self.settings, e, "open") from e
 
     def close(self) -> None:
+        if self._handover is not None:
+            self._handover.close()
         with self._guard:
             client, self._redis = self._redis, None
         if client is None:
@@ -97,8 +112,10 @@ class RedisStore(Store):
             if lock is None:
                 raw = self.client().hmget(self.keys.data(key), _FIELDS)
             else:
-                args = read_lock_args(lock, now)
-                raw = self._eval(READ_LOCK_SCRIPT, self.keys.pair(key), args)
+                handover = self._handover  # others of ours wait: keep the lock flagged
+                waiting = handover is not None and handover.waiting(key)
+                args = read_lock_args(lock, now, waiting)
+                raw = self._eval(READ_LOCK_SCRIPT, self.keys.trio(key), args)
         except ERRORS as e:
             raise unavailable(self.settings, e, "read", key) from e
         return decode_read(raw, now)
@@ -114,7 +131,7 @@ class RedisStore(Store):
     ) -> int:
         args = write_args(payload, expires_at, self.clock(), expect, token)
         try:
-            code = self._eval(WRITE_SCRIPT, self.keys.pair(key), args)
+            code = self._eval(WRITE_SCRIPT, self.keys.trio(key), args)
         except ERRORS as e:
             raise unavailable(self.settings, e, "write", key) from e
         return decode_write(code)
@@ -122,21 +139,41 @@ class RedisStore(Store):
     def update_timestamp(self, key: str, expires_at: float, *, token: str | None = None) -> None:
         args = touch_args(expires_at, self.clock(), token)
         try:
-            self._eval(TOUCH_SCRIPT, self.keys.pair(key), args)
+            self._eval(TOUCH_SCRIPT, self.keys.trio(key), args)
         except ERRORS as e:
             raise unavailable(self.settings, e, "update_timestamp", key) from e
 
     def release(self, key: str, token: str) -> None:
         try:
-            self._eval(RELEASE_SCRIPT, self.keys.pair(key)[1:], [token])
+            self._eval(RELEASE_SCRIPT, self.keys.trio(key)[1:], [token])
         except ERRORS as e:
             raise unavailable(self.settings, e, "release", key) from e
 
     def destroy(self, key: str) -> None:
         try:
-            self.client().delete(*self.keys.pair(key))  # one hash tag: one slot
+            self._eval(DESTROY_SCRIPT, self.keys.trio(key), [])  # one hash tag: one slot
         except ERRORS as e:
             raise unavailable(self.settings, e, "destroy", key) from e
+
+    def wait_for_release(self, key: str, timeout: float) -> bool:
+        """Sleep until the lock on ``key`` is released, its lease ends, or ``timeout`` passes.
+
+        False at once when notices are off (``notify=false``) or their subscription is down:
+        the caller polls instead. The session reads again after this returns, either way.
+        """
+        if self._handover is None:
+            return False
+        keys = self.keys.trio(key)[1:]
+
+        def announce() -> float | None:
+            return lease_left(self._eval(ANNOUNCE_SCRIPT, keys, []))
+
+        return self._handover.wait(key, timeout, announce)
+
+    def _feed(self) -> Feed:
+        """The subscription to release notices, on a connection of its own."""
+        s = self.settings
+        return Feed(self.client()).open(channel(s.prefix), s.connect_timeout + s.socket_timeout)
 
     def gc(self) -> int:
         """Nothing to delete: Redis expires keys itself (a data key's TTL is its idle deadline).
