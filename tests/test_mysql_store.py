@@ -20,15 +20,11 @@ from coatcheck import AsyncSessionManager, Config, SessionManager
 from coatcheck.errors import ConfigError, LockLost, StoreUnavailable
 from coatcheck.locks import new_token
 from coatcheck.stores import open_async_store, open_store
+from coatcheck.stores._gc import GC_FIRST, GC_MAX, GC_MIN, GC_TARGET, GcPace
 from coatcheck.stores.base import LOCKED, LockRequest, Stored
 from coatcheck.stores.mysql import AsyncMySQLStore, MySQLStore
 from coatcheck.stores.mysql._statements import (
-    GC_FIRST,
-    GC_MAX,
-    GC_MIN,
     GC_START,
-    GC_TARGET,
-    GcPace,
 )
 from tests.support.mysql import drop_namespace
 

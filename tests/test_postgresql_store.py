@@ -17,14 +17,10 @@ from coatcheck import AsyncSessionManager, Config, SessionManager, open_async_st
 from coatcheck.errors import ConfigError, LockLost, StoreUnavailable, VersionMismatch
 from coatcheck.ids import storage_key
 from coatcheck.locks import new_token
+from coatcheck.stores._gc import GC_FIRST, GC_MAX, GC_MIN
 from coatcheck.stores.base import LOCKED, MUST_CREATE, MUST_EXIST, LockRequest, Stored
 from coatcheck.stores.postgresql import AsyncPostgreSQLStore, PostgreSQLStore, parse_url
 from coatcheck.stores.postgresql._statements import (
-    GC_FIRST,
-    GC_MAX,
-    GC_MIN,
-    GC_TARGET,
-    GcPace,
     Statements,
 )
 
@@ -359,24 +355,6 @@ def test_gc_skips_a_row_a_request_has_locked_instead_of_waiting(url: str) -> Non
         blocker.rollback()
     assert store.gc() == 1
     store.close()
-
-
-def test_gc_batch_sizes_follow_the_pace_of_the_batches_before() -> None:
-    pace = GcPace()
-    assert pace.size == GC_FIRST
-    pace.done(GC_FIRST, GC_TARGET)  # on target: about the same again
-    assert abs(pace.size - GC_FIRST) <= 1
-    pace.done(pace.size, GC_TARGET * 2)  # slow: smaller at once
-    assert abs(pace.size - GC_FIRST // 2) <= 1
-    size = pace.size
-    pace.done(size, GC_TARGET / 100)  # one fast batch: half as large again, at most
-    assert pace.size == size * 3 // 2
-    for _ in range(30):
-        pace.done(pace.size, 10.0)
-    assert pace.size == GC_MIN  # never below the floor...
-    for _ in range(30):
-        pace.done(pace.size, 1e-9)
-    assert pace.size == GC_MAX  # ...nor above the ceiling
 
 
 def test_taking_a_lease_does_not_wait_for_a_wal_flush_but_a_write_does(url: str) -> None:

@@ -23,6 +23,7 @@ from typing import Any, cast
 from ... import ids
 from ...errors import LockLost, VersionMismatch
 from ...locks import Row, changed, check_write, lease_lost
+from .._gc import GcPace
 from .._url import MissingTable
 from ..base import LOCKED, MUST_CREATE, LockRequest, Meta, ReadResult, Store, Stored
 from ._config import Settings
@@ -36,7 +37,6 @@ from ._statements import (
     NOTHING,
     SCAN_PAGE,
     TABLE_FULL,
-    GcPace,
     Result,
     Sql,
     error_code,

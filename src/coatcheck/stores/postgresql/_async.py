@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ...errors import StoreUnavailable
 from .. import _url
+from .._gc import GcPace
 from .._handover import AsyncHandover
 from .._url import MissingTable, pending_input
 from ..base import AsyncStore, LockRequest, Meta, ReadResult
@@ -30,7 +31,6 @@ from ._listen import NO_COLUMN_RETRY, AsyncFeed, Notices, missing_schema
 from ._statements import (
     SCAN_PAGE,
     SCHEMA_LOCK,
-    GcPace,
     Rows,
     Settings,
     Statements,

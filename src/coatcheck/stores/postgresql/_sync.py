@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool
 
 from ...errors import StoreUnavailable
 from .. import _url
+from .._gc import GcPace
 from .._handover import Handover
 from .._url import MissingTable, pending_input
 from ..base import LockRequest, Meta, ReadResult, Store
@@ -29,7 +30,6 @@ from ._listen import NO_COLUMN_RETRY, Feed, Notices, missing_schema
 from ._statements import (
     SCAN_PAGE,
     SCHEMA_LOCK,
-    GcPace,
     Rows,
     Settings,
     Statements,
