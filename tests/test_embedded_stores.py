@@ -336,3 +336,34 @@ def test_sqlite_a_session_cycle_is_two_statements(tmp_path: Path) -> None:
     assert [s.split()[0] for s in sent] == ["SELECT", "UPDATE", "UPDATE", "SELECT"]
     conn.close()
     store.close()
+
+
+def test_sqlite_gc_deletes_in_paced_batches_and_keeps_live_sessions(tmp_path: Path) -> None:
+    """More expired rows than any one batch takes: every one goes, no live session does."""
+    from coatcheck.stores._gc import GC_FIRST, GcPace
+
+    now = [time.time()]
+    store = open_store(f"sqlite:///{tmp_path}/gc.db")
+    store.clock = lambda: now[0]
+    expired = GC_FIRST * 4 + 7
+    for i in range(expired):
+        store.write(storage_key(f"old{i}"), b"x", now[0] + 1)
+    live = [storage_key(f"live{i}") for i in range(5)]
+    for key in live:
+        store.write(key, b"y", now[0] + 600)
+    now[0] += 10
+    sizes: list[int] = []
+    done = GcPace.done
+
+    def spy(pace: GcPace, rows: int, elapsed: float) -> None:
+        sizes.append(rows)
+        done(pace, rows, elapsed)
+
+    GcPace.done = spy  # type: ignore[method-assign]
+    try:
+        assert store.gc() == expired
+    finally:
+        GcPace.done = done  # type: ignore[method-assign]
+    assert len(sizes) >= 2 and sizes[0] == GC_FIRST  # batches, the first of GC_FIRST rows
+    assert store.count() == len(live) and all(store.validate_id(k) for k in live)
+    store.close()

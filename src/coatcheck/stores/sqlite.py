@@ -44,6 +44,7 @@ from ..errors import ConfigError, StoreUnavailable
 from ..ids import check_storage_key
 from ..locks import Row, backoff, changed
 from ._blocking import arun_blocking
+from ._gc import GcPace
 from ._rows import NO_ROWS, Part, RowAccess, Rows
 from ._rows_async import AsyncRowStore
 from ._rows_sync import RowStore
@@ -55,7 +56,6 @@ EXTRA = ""
 
 _COLUMNS = "payload, expires_at, version, lock_token, lock_until"
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_BATCH = 1000  # GC deletes at most this many rows per statement
 _FREE = -0.5
 """``lock_until`` of a released lease: before any clock's now, and stored as an 8-byte REAL
 (SQLite stores a whole-number REAL as an integer), so releasing keeps the row's size."""
@@ -373,20 +373,23 @@ class _SQLite(RowAccess):
             conn.execute("COMMIT")
 
     def delete_expired(self, now: float) -> int:
-        """One indexed DELETE per batch instead of a row at a time."""
-        removed = 0
+        """One indexed DELETE per batch, each sized to take about GC_TARGET seconds: the
+        database has one writer, and a request waits for it while a batch runs."""
+        removed, pace = 0, GcPace()
         t = self.table
         with self._errors():
             conn = self._ready(create=False)
             while conn is not None:
+                size, started = pace.size, time.perf_counter()
                 cur = conn.execute(
                     f"DELETE FROM {t} WHERE key IN"
-                    f" (SELECT key FROM {t} WHERE expires_at <= ? LIMIT {_BATCH})",
+                    f" (SELECT key FROM {t} WHERE expires_at <= ? LIMIT {size:d})",
                     (now,),
                 )
                 removed += cur.rowcount
-                if cur.rowcount < _BATCH:
+                if cur.rowcount < size:
                     break
+                pace.done(cur.rowcount, time.perf_counter() - started)
         return removed
 
     def count_live(self, now: float) -> int:
