@@ -125,7 +125,20 @@ class _Cookies:
     """Each request gets a view of its own (:meth:`CookieStore.open_request`)."""
     shared = True  # every process with the keys opens every cookie
 
-    def __init__(self, keys: Key | Iterable[Key] | Keyring, cookie_limit: int, revoke_for: float):
+    revocations: Store | AsyncStore | None
+
+    def __init__(
+        self,
+        keys: Key | Iterable[Key] | Keyring,
+        revocations: Store | AsyncStore | None,
+        cookie_limit: int,
+        revoke_for: float,
+    ):
+        if isinstance(revocations, _Cookies):
+            raise ConfigError("the revocation list must be a server store, not cookie://")
+        self.revocations = revocations
+        # GC draws only when the revocation list has expired entries to delete itself
+        self.expires_itself = revocations is None or revocations.expires_itself
         self.keyring = keys if isinstance(keys, Keyring) else Keyring(keys, purpose=PURPOSE)
         if not 0 < cookie_limit <= COOKIE_LIMIT:
             raise ConfigError(f"cookie_limit must be between 1 and {COOKIE_LIMIT} bytes")
@@ -144,9 +157,8 @@ class _Cookies:
     @clock.setter
     def clock(self, clock: Callable[[], float]) -> None:
         self._clock = clock
-        revocations = getattr(self, "revocations", None)
-        if revocations is not None:
-            revocations.clock = clock
+        if self.revocations is not None:
+            self.revocations.clock = clock
 
 
 class _View:
@@ -412,12 +424,8 @@ class CookieStore(_Cookies, Store):
         cookie_limit: int = COOKIE_LIMIT,
         revoke_for: float = REVOKE_FOR,
     ) -> None:
-        super().__init__(keys, cookie_limit, revoke_for)
-        if isinstance(revocations, _Cookies):
-            raise ConfigError("the revocation list must be a server store, not cookie://")
-        self.revocations = revocations
-        # GC draws only when the revocation list has expired entries to delete itself
-        self.expires_itself = revocations is None or revocations.expires_itself
+        super().__init__(keys, revocations, cookie_limit, revoke_for)
+        self.revocations: Store | None = revocations
 
     def open_request(
         self, cookie_value: str | None, config: Config, current_id: Callable[[], str]
@@ -486,11 +494,8 @@ class AsyncCookieStore(_Cookies, AsyncStore):
         cookie_limit: int = COOKIE_LIMIT,
         revoke_for: float = REVOKE_FOR,
     ) -> None:
-        super().__init__(keys, cookie_limit, revoke_for)
-        if isinstance(revocations, _Cookies):
-            raise ConfigError("the revocation list must be a server store, not cookie://")
-        self.revocations = revocations
-        self.expires_itself = revocations is None or revocations.expires_itself
+        super().__init__(keys, revocations, cookie_limit, revoke_for)
+        self.revocations: AsyncStore | None = revocations
 
     def open_request(
         self, cookie_value: str | None, config: Config, current_id: Callable[[], str]
