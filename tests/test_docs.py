@@ -24,7 +24,13 @@ import coatcheck
 from coatcheck import Config
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNNABLE_PAGES = ["README.md", "docs/guide.md", "docs/custom-store.md", "docs/security.md"]
+RUNNABLE_PAGES = [
+    "README.md",
+    "docs/guide.md",
+    "docs/custom-store.md",
+    "docs/security.md",
+    "docs/users.md",
+]
 
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*(.*)$")
 _SERVER_URL = re.compile(

@@ -1,7 +1,7 @@
 """The package's layers, enforced: a lower layer never imports a higher one, and no cycles.
 
 core (errors, config, ids, codec, record, contract, cookies, locks, events) <- stores | engine <-
-session (and the package's public names) <- web, testing <- cli, demo. Stores import only
+session (users, and the package's public names) <- web, testing <- cli, demo. Stores import only
 the core; the engine and the core import nothing from stores/. Every import counts, also one
 inside a function.
 """
@@ -38,7 +38,7 @@ def layer(module: str) -> str:
         return "stores"
     if first == "engine":
         return "engine"
-    if first in ("session", "ops", ""):  # "": the package's public names, session level
+    if first in ("session", "ops", "users", ""):  # "": the public names, session level
         return "session"
     if first == "testing":
         return "testing"

@@ -48,6 +48,9 @@ class Config:
     # Symfony's metadata update threshold for lazy touches. None: 60 s, or a quarter of a
     # shorter idle_timeout, so Config(idle_timeout=60) works as it is
     touch_threshold: float = None  # type: ignore[assignment]
+    # seed 003's database_ttl: an expired session is kept this long more, loading empty with
+    # is_expired true, so session.unexpire() can bring its data back. 0: deleted at expiry
+    database_ttl: float = 0
     gc_probability: int = 1  # session.gc_probability
     gc_divisor: int = 100  # session.gc_divisor
     # --- writes -------------------------------------------------------------------------
@@ -98,6 +101,7 @@ _SECONDS = (
     "lock_backoff",
     "lock_backoff_max",
     "regenerate_grace",
+    "database_ttl",
 )
 MAX_SECONDS = 100 * 365 * 86400.0  # a century: any longer time cannot be a cookie's Expires
 
@@ -193,7 +197,9 @@ def _validate(c: Config) -> None:
     if c.host_prefixed and (c.cookie_domain or c.cookie_path != "/"):
         raise ConfigError("a __Host- cookie must have cookie_path='/' and no cookie_domain")
     _positive(c, "idle_timeout", "absolute_timeout", "lock_lease", "max_bytes")
-    _non_negative(c, "touch_threshold", "lock_wait", "regenerate_grace", "cookie_lifetime")
+    _non_negative(
+        c, "touch_threshold", "lock_wait", "regenerate_grace", "cookie_lifetime", "database_ttl"
+    )
     _positive(c, "lock_backoff", "lock_backoff_max")
     if c.touch_threshold >= c.idle_timeout:
         raise ConfigError("touch_threshold must be shorter than idle_timeout")

@@ -58,6 +58,17 @@ class State:
     header_dirty: bool = False
     force_touch: bool = False
     retired: list[Retired] = field(default_factory=list)
+    kept: Kept | None = None  # the expired session kept for database_ttl, for unexpire()
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """An expired session the store keeps for database_ttl: what unexpire() brings back."""
+
+    id: str
+    key: str
+    header: Header
+    data: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +170,7 @@ class Engine:
     def fingerprint(self, sid: str, client: Client) -> str | None:
         """The keyed hash of the client's fingerprint parts, keyed by the id (never stored)."""
         parts = [
-            client.user_agent if part == "user_agent" else _ip_prefix(client.ip, self.config)
+            client.user_agent if part == "user_agent" else ip_prefix(client.ip, self.config)
             for part in self.config.fingerprint
         ]
         if not parts:
@@ -202,7 +213,13 @@ class Engine:
             reason = "absolute" if now - header.created >= absolute else "idle"
             events.emit("expired", key, client.ip, reason=reason)
             self.guessing.unknown_id(client.ip, now, key)
-            return self._start_over(now, client, key, expired=True)
+            if header.index or not (self.config.database_ttl and stored.expires_at > now):
+                return self._start_over(now, client, key, expired=True)
+            # kept for database_ttl: a fresh session, with the old data at hand for unexpire()
+            loaded = self._start_over(now, client, None, expired=True)
+            assert loaded.state is not None
+            loaded.state.kept = Kept(sid, key, header, data)
+            return loaded
         state = State(
             id=sid,
             key=key,
@@ -254,8 +271,9 @@ class Engine:
         return None
 
     def expired(self, header: Header, expires_at: float, now: float) -> bool:
+        """``expires_at`` as stored: past the idle deadline by the record's retention."""
         absolute = header.absolute or self.config.absolute_timeout
-        return expires_at <= now or now - header.created >= absolute
+        return expires_at - (header.retention or 0.0) <= now or now - header.created >= absolute
 
     def deadline(self, header: Header, now: float) -> float:
         idle = header.idle or self.config.idle_timeout
@@ -273,6 +291,10 @@ class Engine:
         deadline = self.deadline(state.header, now)
         if state.version == 0 or changed or not self.config.lazy_write:
             state.header.big = big
+            # kept past its idle deadline for database_ttl (unexpire): the store's deadline
+            # is that much later; the header says how much, so a changed setting reads right
+            state.header.retention = self.config.database_ttl or None
+            deadline += self.config.database_ttl
             payload = record.pack(state.header, data_bytes)
             if len(payload) > self.config.max_bytes:
                 raise SessionTooLarge(len(payload), self.config.max_bytes)
@@ -285,6 +307,7 @@ class Engine:
             else:
                 expect = MUST_EXIST
             return Write(payload, deadline, expect)
+        deadline += state.header.retention or 0.0
         if state.force_touch or deadline - state.expires_at >= self.config.touch_threshold:
             return Touch(deadline)
         return Release() if state.token is not None else Nothing()
@@ -363,11 +386,42 @@ class Engine:
             absolute=state.header.absolute,
             fingerprint=new.header.fingerprint,
             browser=state.header.browser,
+            user=state.header.user,
         )
         new.data = state.data
         new.retired = state.retired
         new.is_new = state.is_new
+        new.is_expired, new.kept = state.is_expired, state.kept
         return new
+
+    # --- unexpire -----------------------------------------------------------------------
+
+    def unexpire(self, state: State, now: float) -> bool:
+        """Bring back the data of the expired session kept for database_ttl (seed 003).
+
+        The data moves to this request's fresh id (``state`` is the session started in its
+        place) and its clocks start again: a new creation time, the old per-session
+        timeouts, user and cookie kind. The kept record is deleted at write_close.
+        """
+        kept = state.kept
+        if kept is None:
+            return False
+        old = kept.header
+        state.header = Header(
+            created=now,
+            idle=old.idle,
+            absolute=old.absolute,
+            fingerprint=state.header.fingerprint,
+            browser=old.browser,
+            user=old.user,
+        )
+        state.data = {**kept.data, **state.data}  # what this request set already wins
+        state.header_dirty = True
+        state.kept = None
+        state.retired = [
+            dataclasses.replace(r, until=0.0) if r.key == kept.key else r for r in state.retired
+        ]
+        return True
 
     @staticmethod
     def _tombstone(created: float, old_id: str, new_id: str, until: float) -> bytes:
@@ -437,7 +491,8 @@ def _equal(a: Any, b: Any) -> bool:
     return a is b or (type(a) is type(b) and a == b)
 
 
-def _ip_prefix(ip: str | None, config: Config) -> str:
+def ip_prefix(ip: str | None, config: Config) -> str:
+    """The network of ``ip`` bound by a fingerprint (``ipv4_prefix``/``ipv6_prefix`` bits)."""
     if not ip:
         return ""
     try:

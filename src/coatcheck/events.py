@@ -37,6 +37,9 @@ EventKind = Literal[
     "duplicate_cookie",  # a request carried the session cookie more than once
     "lock_lost",  # a request's lock lease ran out before its write
     "guessing",  # many unknown or expired ids from one client in a short time
+    "login",  # a session was logged in as a user (session.login): a new id
+    "logged_out_everywhere",  # a user's other sessions were destroyed; detail: sessions
+    "unexpired",  # an expired session's data came back under a new id; detail: was
 ]
 WARNINGS = frozenset({"fingerprint_mismatch", "duplicate_cookie", "lock_lost", "guessing"})
 

@@ -28,6 +28,9 @@ class Header:
     successor: str | None = None  # sealed new id, in a tombstone left by regenerate_id
     grace_until: float | None = None  # a tombstone follows its successor until then
     browser: bool = False  # a browser-session cookie, whatever cookie_lifetime says (forget())
+    user: str | None = None  # who logged in (session.login): the per-user index lists it
+    retention: float | None = None  # database_ttl when written: expires_at is this much late
+    index: bool = False  # not a session: a user's index of sessions (coatcheck.users)
 
     def to_json(self) -> dict[str, Any]:
         # one-letter keys keep the header line short; unpack() reads the same letters
@@ -46,6 +49,12 @@ class Header:
             out["g"] = self.grace_until
         if self.browser:
             out["b"] = True
+        if self.user is not None:
+            out["u"] = self.user
+        if self.retention:
+            out["r"] = self.retention
+        if self.index:
+            out["x"] = True
         return out
 
 
@@ -74,6 +83,9 @@ def unpack(payload: bytes) -> tuple[Header, bytes]:
         successor=get("s"),
         grace_until=get("g"),
         browser=get("b", False),
+        user=get("u"),
+        retention=get("r"),
+        index=get("x", False),
     )
     _check_types(header)
     return header, data
@@ -91,9 +103,12 @@ def _check_types(h: Header) -> None:
         type(h.idle) not in _NUMBER_OR_NONE
         or type(h.absolute) not in _NUMBER_OR_NONE
         or type(h.grace_until) not in _NUMBER_OR_NONE
+        or type(h.retention) not in _NUMBER_OR_NONE
     ):
         raise ValueError("payload header has a non-numeric timeout")
     if type(h.fingerprint) not in _TEXT_OR_NONE or type(h.successor) not in _TEXT_OR_NONE:
         raise ValueError("payload header has a malformed hash")
-    if type(h.big) is not bool or type(h.browser) is not bool:
+    if type(h.user) not in _TEXT_OR_NONE:
+        raise ValueError("payload header has a malformed user")
+    if type(h.big) is not bool or type(h.browser) is not bool or type(h.index) is not bool:
         raise ValueError("payload header has a malformed flag")

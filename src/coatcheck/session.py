@@ -14,11 +14,11 @@ import random
 from collections.abc import Callable, Generator, Iterator, MutableMapping
 from typing import Any, Generic, Protocol, TypeVar, cast
 
-from . import events, ids, ops
+from . import events, ids, ops, users
 from .config import Config, LockMode, check_seconds
 from .contract import LOCKED, MUST_CREATE, LockRequest, ReadResult, Stored
 from .cookies import CookieAction, set_cookie
-from .engine import Client, Engine, Nothing, Plan, Release, State, Touch, Write
+from .engine import Client, Engine, Nothing, Plan, Release, Retired, State, Touch, Write, ip_prefix
 from .errors import (
     IdCollision,
     LockLost,
@@ -166,6 +166,10 @@ class _Core:
         self.had_cookie = False
         self.plan: Plan = Nothing()
         self.client_side: ClientSideView | None = None  # cookie://: the sealed session
+        # the per-user index (coatcheck.users): the key and user the session had when it was
+        # loaded (an expired one kept for unexpire counts: its data may come back)
+        self.origin: tuple[str, str | None] = ("", None)
+        self.loaded_user: str | None = None  # the user of the live session loaded
 
     @property
     def state(self) -> State:
@@ -228,9 +232,18 @@ class _Core:
                 continue
             assert loaded.state is not None
             self.state = loaded.state
-            if token is not None and stored is not None and loaded.discard is None:
+            kept = loaded.state.kept
+            if kept is not None:  # expired, kept for unexpire(): its lock goes at write_close
+                self.state.retired.append(Retired(key, token, None, -1.0, sid))
+            elif token is not None and stored is not None and loaded.discard is None:
                 self.state.token = token
             break
+        st = self.state
+        if st.kept is not None:
+            self.origin = (st.kept.key, st.kept.header.user)
+        elif st.version:
+            self.origin = (st.key, st.header.user)
+            self.loaded_user = st.header.user
         if self.read_only:
             self.closed = True
         elif eng.gc_due():
@@ -305,8 +318,13 @@ class _Core:
         if self.closed:
             return
         try:
+            user = self.state.header.user
+            if self.data.emptied and user is not None and user == self.loaded_user:
+                self.state.header.user = None  # emptied: a logout, the user goes with the data
+                self.state.header_dirty = True
             if self.data.emptied and self.data and self.state.version:
                 self._renew()
+            entered = yield from self._enter_index()
             try:
                 self.plan = yield from self._persist()
             except LockLost:
@@ -317,11 +335,64 @@ class _Core:
                 events.emit("created", self.state.key, self.client.ip)
             if self.state.retired:
                 yield from self._retire()
+            if entered is not None:
+                yield from self._check_index(entered)
+            if (
+                self.loaded_user is not None
+                and self.loaded_user != self.state.header.user
+                and self.client_side is None
+            ):
+                yield from users.leave(self.loaded_user, [self.origin[0]], self.clock)
         except BaseException:
             yield from self._release_quietly()
             raise
         finally:
             self.closed = True
+
+    def _enter_index(self) -> Flow[str | None]:
+        """Enter the session in its user's index before it is written under a new key, a new
+        user or new timeouts; returns the key entered (see coatcheck.users for the rules)."""
+        state, c = self.state, self.config
+        user = state.header.user
+        if user is None or self.client_side is not None:  # cookie://: nothing on the server
+            return None
+        key, was = self.origin
+        moved = state.key != key
+        if not (moved or user != was or state.header_dirty):
+            return None
+        ahead = state.header.created + (state.header.absolute or c.absolute_timeout)
+        client = users.client_summary(self.client.user_agent, ip_prefix(self.client.ip, c))
+        predecessor = key if moved and key and user == was else None
+        evicted = yield from users.enter(
+            user,
+            state.key,
+            state.header.created,
+            ahead + c.database_ttl,
+            client,
+            predecessor,
+            self.clock,
+        )
+        if evicted is None:
+            raise SessionGone(
+                "the user was logged out everywhere while this request ran; nothing was written"
+            )
+        return state.key
+
+    def _check_index(self, entered: str) -> Flow[None]:
+        """After the write: the entry must still be there; a log out everywhere that took it
+        out meanwhile ends this session too."""
+        state = self.state
+        user = state.header.user
+        assert user is not None
+        if state.key != entered:  # a colliding id was replaced at write: enter the new one
+            self.origin = (entered, user)
+            if (yield from self._enter_index()) is None:
+                return
+        if not (yield from users.listed(user, state.key)):
+            yield ops.Destroy(state.key)
+            raise SessionGone(
+                "the user was logged out everywhere while this request ran; the session ended"
+            )
 
     def _renew(self) -> None:
         """Emptied, then written again (``clear()``, then a login): the new data gets a new
@@ -436,7 +507,7 @@ class _Core:
         for old in state.retired:  # regenerate_id undone: give back the old id's lock
             if old.token is not None:
                 yield from self._release_or_remember(old.key, old.token)
-        state.retired = []
+        state.retired, state.kept = [], None
         if state.version == 0:
             self.data._replace({})
             return
@@ -456,11 +527,18 @@ class _Core:
         if state.version:
             yield ops.Destroy(state.key)
             events.emit("destroyed", state.key, self.client.ip)
+        kept = state.kept.key if state.kept is not None else None
         for old in state.retired:
-            if old.tombstone is not None or old.until >= 0:
+            if old.tombstone is not None or old.until >= 0 or old.key == kept:
                 yield ops.Destroy(old.key)
             elif old.token is not None:  # kept by regenerate_id(delete_old=False)
                 yield from self._release_or_remember(old.key, old.token)
+        user = state.header.user if state.version and self.client_side is None else None
+        if user is not None:
+            try:
+                yield from users.leave(user, [state.key], self.clock)
+            except Exception:  # the entry is harmless: listing skips sessions that are gone
+                log.warning("could not take a destroyed session out of its user's index")
         self.destroyed = True
         self.data.emptied = False
         self.state = self.engine.fresh(self.clock(), self.client)
@@ -482,6 +560,42 @@ class _Core:
             self.state, self.clock(), self.client, delete_old=delete_old, grace=grace
         )
         self.data.emptied = False  # a new id already
+
+    def unexpire(self) -> bool:
+        self.check_writable()
+        state = self.state
+        kept = state.kept
+        if kept is None or not self.engine.unexpire(state, self.clock()):
+            return False
+        self.state = state  # the data dict takes the kept data
+        events.emit("unexpired", state.key, self.client.ip, was=kept.key)
+        return True
+
+    def set_user(self, user: str | None, *, login: bool) -> None:
+        self.check_writable()
+        if user is not None:
+            users.check_user(user)
+        if login:
+            self.regenerate(delete_old=True, grace=None)
+        header = self.state.header
+        if header.user != user or login:
+            header.user = user
+            self.state.header_dirty = True
+        if login:
+            events.emit("login", self.state.key, self.client.ip)
+
+    def index_flow(self, everywhere: bool) -> Flow[Any]:
+        """The user's sessions, or (``everywhere``) log them out but this one."""
+        if self.client_side is not None:
+            users.refuse_client_side()
+        user, key = self.state.header.user, self.state.key
+        if user is None:
+            return 0 if everywhere else []
+        if everywhere:
+            count = yield from users.logout(user, key, self.clock)
+            events.emit("logged_out_everywhere", key, self.client.ip, sessions=count)
+            return count
+        return (yield from users.sessions(user, self.config, self.clock, current=key))
 
     def _check_open(self) -> None:
         if self.closed:
@@ -664,6 +778,42 @@ class _Base(MutableMapping[str, Any], Generic[S]):
         """
         self._core.regenerate(delete_old, grace)
 
+    @property
+    def storage_key(self) -> str:
+        """The key the store files this session under (a hash of the id): safe to show and
+        log, and what the per-user index and ``coatcheck ls`` name sessions by."""
+        return self._core.state.key
+
+    @property
+    def can_unexpire(self) -> bool:
+        """True when the presented session had expired and is still kept (``database_ttl``),
+        so :meth:`unexpire` can bring its data back."""
+        return self._core.state.kept is not None and not self._core.closed
+
+    def unexpire(self) -> bool:
+        """Bring back the data of the expired session this request presented (seed 003),
+        under a new id, with its clocks started again; False when there is none to bring
+        back (not expired, or not kept: ``database_ttl`` is 0 or has passed). Call it after
+        the user proves who they are again, as an expired session may be a stolen one. What
+        this request set already wins over the old data."""
+        return self._core.unexpire()
+
+    @property
+    def user(self) -> str | None:
+        """The user this session is logged in as (:meth:`login`), or None."""
+        return self._core.state.header.user
+
+    @user.setter
+    def user(self, user: str | None) -> None:
+        """Mark (or with None, unmark) the session's user; it is entered in (or taken out
+        of) the user's index at write_close. Prefer :meth:`login`, which also changes the id."""
+        self._core.set_user(user, login=False)
+
+    def login(self, user: str) -> None:
+        """Log the session in as ``user``: a new id (against fixation, as regenerate_id) and
+        an entry in the user's index (:meth:`user_sessions`, :meth:`logout_everywhere`)."""
+        self._core.set_user(user, login=True)
+
     def touch(self) -> None:
         """Extend the idle deadline at write_close even if under ``touch_threshold``."""
         self._core._check_open()
@@ -738,6 +888,20 @@ class Session(_Base[Store]):
         """Run garbage collection now (session_gc); returns how many sessions were removed."""
         return self._run(self._core.gc())
 
+    def logout(self) -> None:
+        """End the session (its data, its user, its id): ``destroy(restart=True)``."""
+        self.destroy(restart=True)
+
+    def user_sessions(self) -> list[users.UserSession]:
+        """The live sessions of this session's user (none when not logged in)."""
+        result: list[users.UserSession] = self._run(self._core.index_flow(False))
+        return result
+
+    def logout_everywhere(self) -> int:
+        """Destroy every other session of this session's user; how many."""
+        count: int = self._run(self._core.index_flow(True))
+        return count
+
     def __enter__(self) -> Session:
         return self
 
@@ -773,6 +937,17 @@ class AsyncSession(_Base[AsyncStore]):
 
     async def gc(self) -> int:
         return await self._run(self._core.gc())
+
+    async def logout(self) -> None:
+        await self.destroy(restart=True)
+
+    async def user_sessions(self) -> list[users.UserSession]:
+        result: list[users.UserSession] = await self._run(self._core.index_flow(False))
+        return result
+
+    async def logout_everywhere(self) -> int:
+        count: int = await self._run(self._core.index_flow(True))
+        return count
 
     async def __aenter__(self) -> AsyncSession:
         return self
@@ -910,6 +1085,14 @@ class SessionManager(_Manager[Store]):
     def gc(self) -> int:
         return self.store.gc()
 
+    def user_sessions(self, user: str) -> list[users.UserSession]:
+        """``user``'s live sessions (storage keys, created, last access, client at login)."""
+        return users.user_sessions(self.store, user, self.config)
+
+    def logout_user(self, user: str, keep: str | None = None) -> int:
+        """Destroy ``user``'s sessions, but the one with storage key ``keep``; how many."""
+        return users.logout_user(self.store, user, keep=keep, config=self.config)
+
 
 class AsyncSessionManager(_Manager[AsyncStore]):
     """Starts sessions on an async store (``open_async_store(url)``)."""
@@ -948,3 +1131,9 @@ class AsyncSessionManager(_Manager[AsyncStore]):
 
     async def gc(self) -> int:
         return await self.store.gc()
+
+    async def user_sessions(self, user: str) -> list[users.UserSession]:
+        return await users.auser_sessions(self.store, user, self.config)
+
+    async def logout_user(self, user: str, keep: str | None = None) -> int:
+        return await users.alogout_user(self.store, user, keep=keep, config=self.config)

@@ -554,3 +554,20 @@ def test_system_check_is_registered_for_deployment() -> None:
         plain = checks.run_checks(tags=["security"])
     assert "coatcheck.W001" in [m.id for m in deploy]
     assert "coatcheck.W001" not in [m.id for m in plain]
+
+
+def test_login_enters_the_user_index_and_logout_takes_it_out() -> None:
+    ada = str(User.objects.get(username="ada").pk)
+    manager().logout_user(ada)  # sessions other cases logged in
+    laptop, phone = Client(), Client()
+    login(laptop)
+    login(phone)
+    keys = {u.key for u in manager().user_sessions(ada)}
+    assert keys == {ids.storage_key(c.cookies["sessionid"].value) for c in (laptop, phone)}
+    phone.post("/logout")
+    assert [u.key for u in manager().user_sessions(ada)] == [
+        ids.storage_key(laptop.cookies["sessionid"].value)
+    ]
+    assert manager().logout_user(ada) == 1
+    assert manager().user_sessions(ada) == []
+    assert b"visits: 1" in laptop.get("/").content  # logged out everywhere: a fresh session

@@ -24,7 +24,7 @@ import pytest
 
 from ..stores import open_async_store, open_store
 from ..stores.base import AsyncStore, Store
-from . import lifecycle, locking
+from . import lifecycle, locking, users
 from ._driver import Driver, FakeClock, StoreUnderTest, aw
 
 __all__ = ["Driver", "FakeClock", "StoreUnderTest", "aw", "conformance_suite", "suite_tests"]
@@ -33,7 +33,7 @@ __all__ = ["Driver", "FakeClock", "StoreUnderTest", "aw", "conformance_suite", "
 def suite_tests() -> dict[str, Callable[..., Any]]:
     """Every test of the suite by name; each takes the ``drv`` fixture."""
     found: dict[str, Callable[..., Any]] = {}
-    for module in (lifecycle, locking):
+    for module in (lifecycle, locking, users):
         for name, fn in vars(module).items():
             if name.startswith("test_") and inspect.isfunction(fn):
                 found[name] = pytest.mark.asyncio(fn) if inspect.iscoroutinefunction(fn) else fn

@@ -22,6 +22,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings  # type: ignore[import-untyped]
+from django.contrib.auth.signals import user_logged_in  # type: ignore[import-untyped]
 from django.contrib.sessions.backends.base import (  # type: ignore[import-untyped]
     SessionBase,
     UpdateError,
@@ -150,8 +151,18 @@ def _on_request_finished(sender: Any, **_: Any) -> None:
             store.close_unsaved()
 
 
+def _on_user_logged_in(sender: Any, request: Any = None, user: Any = None, **_: Any) -> None:
+    """Django's ``login()`` cycled the key already: mark the session with the user's primary
+    key, so it enters the user's index (``user_sessions()``, ``logout_everywhere()``).
+    ``logout()`` flushes the session, which takes it out of the index."""
+    store = getattr(request, "session", None)
+    if isinstance(store, SessionStore) and user is not None:
+        store._writable().user = str(user.pk)
+
+
 request_started.connect(_on_request_started, dispatch_uid="coatcheck.django.started")
 request_finished.connect(_on_request_finished, dispatch_uid="coatcheck.django.finished")
+user_logged_in.connect(_on_user_logged_in, dispatch_uid="coatcheck.django.logged_in")
 
 
 # --- the engine -----------------------------------------------------------------------------

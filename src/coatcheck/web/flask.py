@@ -514,6 +514,26 @@ def destroy() -> None:
     current_session().destroy()
 
 
+def track_logins(app: Flask) -> None:
+    """Mark sessions with their user when Flask-Login logs one in: ``login_user()`` then
+    regenerates the session id (against fixation, which Flask-Login alone does not do) and
+    enters the session in the user's index (``get_id()``), so ``user_sessions()`` and
+    ``logout_everywhere()`` work; ``logout_user()`` takes it out again."""
+    from flask_login import user_logged_in, user_logged_out
+
+    def logged_in(sender: Any, user: Any = None, **_: Any) -> None:
+        current_session().session.login(str(user.get_id()))
+
+    def logged_out(sender: Any, user: Any = None, **_: Any) -> None:
+        session = current_session().session
+        if not session.closed:
+            session.user = None
+
+    # strong references: the receivers live as long as the app
+    user_logged_in.connect(logged_in, app, weak=False)
+    user_logged_out.connect(logged_out, app, weak=False)
+
+
 def _ours(s: flask_sessions.SessionMixin) -> FlaskSession:
     if not isinstance(s, FlaskSession):
         raise RuntimeError("flask.session is not a coatcheck session; call init_app(app)")
