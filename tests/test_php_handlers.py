@@ -35,6 +35,7 @@ from coatcheck import (
 from coatcheck.handlers import AsyncHandlerStore, HandlerStore, SessionHandler
 from coatcheck.ids import storage_key
 from coatcheck.testing import StoreUnderTest, conformance_suite
+from coatcheck.wrappers import EncryptedStore
 
 from .services import MYSQL_URL, REDIS_URL, require
 
@@ -556,3 +557,19 @@ def test_threaded_handler_calls_leave_the_event_loop_free(table: str) -> None:
         return int(final["n"])
 
     assert asyncio.run(run()) == 20
+
+
+def test_an_encrypted_handler_store_keeps_phps_order(recorded: str) -> None:
+    # the wrapper hands each request the handler's own view: open once, close once
+    store = EncryptedStore(
+        HandlerStore(lambda: Recorded(SEED_001.connect(**MYSQL), recorded)), [b"k" * 32]
+    )
+    m = SessionManager(store, Config(gc_probability=0))
+    with m.start() as s:
+        s["n"] = 1
+    _one_request(_methods())
+    with m.start(s.id) as again:
+        again["n"] += 1
+    _one_request(_methods())
+    assert m.start(s.id, read_only=True)["n"] == 2
+    _one_request(_methods())

@@ -49,6 +49,14 @@ class EncryptedStore(Store):
         wait_for_release = getattr(inner, "wait_for_release", None)
         if wait_for_release is not None:
             self.wait_for_release = wait_for_release
+        # a PHP-shaped handler (coatcheck.handlers) opens once per request: each request gets
+        # the inner store's view, wrapped with the same cipher, and ends it the same way
+        request_scope = getattr(inner, "request_scope", None)
+        if request_scope is not None:
+            self.request_scope = lambda: type(self)(request_scope(), self.cipher)
+        end_request = getattr(inner, "end_request", None)
+        if end_request is not None:
+            self.end_request = end_request
 
     @property
     def clock(self) -> Callable[[], float]:
