@@ -91,7 +91,14 @@ def _module(url: str) -> ModuleType:
 
 def _opened(url: str, asynchronous: bool) -> Store | AsyncStore:
     from ..wrappers.encrypted import split_url  # late: wrappers import this package
+    from ..wrappers.migrating import split_url as split_migration
 
+    url, migration = split_migration(url)  # ?migrate_to=env:VARIABLE: read old, write both
+    if migration is not None:
+        old, new = _opened(url, asynchronous), _opened(migration.url, asynchronous)
+        if isinstance(old, AsyncStore) and isinstance(new, AsyncStore):
+            return migration.wrap_async(old, new)
+        return migration.wrap_sync(cast(Store, old), cast(Store, new))
     url, encryption = split_url(url)  # ?encrypt=env:VARIABLE on any store URL
     mod = _module(url)
     opener = mod.open_async if asynchronous else mod.open_sync
