@@ -16,7 +16,7 @@ import errno
 import fcntl
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -26,6 +26,7 @@ import orjson
 from ..errors import ConfigError, StoreUnavailable
 from ..ids import check_storage_key
 from ..locks import Row
+from ._blocking import arun_blocking
 from ._rows import NO_ROWS, Part, RowAccess, Rows
 from ._rows_async import AsyncRowStore
 from ._rows_sync import RowStore
@@ -160,20 +161,26 @@ class _Files(RowAccess):
             return
 
     def delete_expired(self, now: float) -> int:
+        return sum(self.expired_batches(now))
+
+    def expired_batches(self, now: float) -> Iterator[int]:
+        """GC: list the expired files, then delete them ``_BATCH`` per hold of the store's
+        file lock; yields each batch's count. Blocking, and free of thread state: each step
+        may run in another worker thread."""
         due = []
         for key, entry in self._files():
             with suppress(FileNotFoundError):  # destroyed since the listing
                 if entry.stat().st_mtime <= now:
                     due.append(key)
-        removed = 0
         for start in range(0, len(due), _BATCH):
+            removed = 0
             with self.transaction() as rows:
                 for key in due[start : start + _BATCH]:
                     row = rows.get(key)  # check again: it may have been renewed meanwhile
                     if row is not None and row.expires_at <= now:
                         rows.delete(key)
                         removed += 1
-        return removed
+            yield removed
 
     def metas(self, now: float) -> list[Meta]:
         out = []
@@ -187,9 +194,19 @@ class _Files(RowAccess):
 class FileStore(_Files, RowStore):
     """Sessions as files in one directory (created, 0700, by the first write)."""
 
+    def gc_batches(self) -> Iterator[int]:
+        """:meth:`gc` batch by batch: yields each batch's count of deleted sessions."""
+        yield from self.expired_batches(self.clock())
+
 
 class AsyncFileStore(_Files, AsyncRowStore):
     """:class:`FileStore` for asyncio: each call runs in a worker thread."""
+
+    async def gc_batches(self) -> AsyncIterator[int]:
+        """:meth:`gc` batch by batch: yields each batch's count of deleted sessions."""
+        batches = self.expired_batches(self.clock())
+        while (removed := await arun_blocking(self, lambda: next(batches, None))) is not None:
+            yield removed
 
 
 def _parse(url: str) -> tuple[str, int]:

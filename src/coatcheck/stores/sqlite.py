@@ -34,7 +34,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -373,24 +373,50 @@ class _SQLite(RowAccess):
             conn.execute("COMMIT")
 
     def delete_expired(self, now: float) -> int:
-        """One indexed DELETE per batch, each sized to take about GC_TARGET seconds: the
-        database has one writer, and a request waits for it while a batch runs."""
-        removed, pace = 0, GcPace()
+        return sum(self.expired_batches(now))
+
+    def expired_batches(self, now: float) -> Iterator[int]:
+        """GC batch by batch (see :meth:`_delete_batch`): yields each batch's count."""
+        pace = GcPace()
+        while True:
+            size, started = pace.size, time.perf_counter()
+            removed = self._delete_batch(now, size)
+            if removed is None:
+                return
+            yield removed
+            if removed < size:
+                return
+            pace.done(removed, time.perf_counter() - started)
+
+    def _delete_batch(self, now: float, size: int) -> int | None:
+        """One indexed DELETE of up to ``size`` expired rows, sized by GcPace to take about
+        GC_TARGET seconds: the database has one writer, and a request waits for it while a
+        batch runs. None when there is no table."""
         t = self.table
         with self._errors():
             conn = self._ready(create=False)
-            while conn is not None:
-                size, started = pace.size, time.perf_counter()
-                cur = conn.execute(
-                    f"DELETE FROM {t} WHERE key IN"
-                    f" (SELECT key FROM {t} WHERE expires_at <= ? LIMIT {size:d})",
-                    (now,),
-                )
-                removed += cur.rowcount
-                if cur.rowcount < size:
-                    break
-                pace.done(cur.rowcount, time.perf_counter() - started)
-        return removed
+            if conn is None:
+                return None
+            cur = conn.execute(
+                f"DELETE FROM {t} WHERE key IN"
+                f" (SELECT key FROM {t} WHERE expires_at <= ? LIMIT {size:d})",
+                (now,),
+            )
+            return int(cur.rowcount)
+
+    def count_expired(self, now: float) -> int:
+        """Rows GC would delete now (an index range count)."""
+        with self._errors():
+            conn = self._ready(create=False)
+            if conn is None:
+                return 0
+            cur = conn.execute(f"SELECT COUNT(*) FROM {self.table} WHERE expires_at <= ?", (now,))
+            return int(cur.fetchone()[0])
+
+    def schema_ready(self) -> bool:
+        """Whether the database file and the table exist (``coatcheck init`` made them)."""
+        with self._errors():
+            return self._ready(create=False) is not None
 
     def count_live(self, now: float) -> int:
         with self._errors():
@@ -420,6 +446,18 @@ class SQLiteStore(_SQLite, RowStore):
         """Create the database file and the table now rather than at the first write."""
         self._create_now()
 
+    def has_schema(self) -> bool:
+        """Whether the table exists; creates nothing."""
+        return self.schema_ready()
+
+    def gc_batches(self) -> Iterator[int]:
+        """:meth:`gc` batch by batch: yields each batch's count of deleted sessions."""
+        yield from self.expired_batches(self.clock())
+
+    def gc_pending(self) -> int:
+        """How many expired records :meth:`gc` would delete now."""
+        return self.count_expired(self.clock())
+
 
 class AsyncSQLiteStore(_SQLite, AsyncRowStore):
     """:class:`SQLiteStore` for asyncio: each call runs in a worker thread."""
@@ -427,6 +465,27 @@ class AsyncSQLiteStore(_SQLite, AsyncRowStore):
     async def create_schema(self) -> None:
         """Create the database file and the table now rather than at the first write."""
         await arun_blocking(self, self._create_now)
+
+    async def has_schema(self) -> bool:
+        """Whether the table exists; creates nothing."""
+        return await arun_blocking(self, self.schema_ready)
+
+    async def gc_batches(self) -> AsyncIterator[int]:
+        """:meth:`gc` batch by batch: yields each batch's count of deleted sessions."""
+        now, pace = self.clock(), GcPace()
+        while True:
+            size, started = pace.size, time.perf_counter()
+            removed = await arun_blocking(self, self._delete_batch, now, size)
+            if removed is None:
+                return
+            yield removed
+            if removed < size:
+                return
+            pace.done(removed, time.perf_counter() - started)
+
+    async def gc_pending(self) -> int:
+        """How many expired records :meth:`gc` would delete now."""
+        return await arun_blocking(self, self.count_expired, self.clock())
 
 
 def _parse(url: str) -> tuple[str, str, float]:

@@ -195,24 +195,41 @@ class MySQLStore(Store):
         self._execute(self._sql.destroy, {"key": ids.check_storage_key(key)})
 
     def gc(self) -> int:
-        """Delete expired rows (PHP's gc with session.gc_maxlifetime), then expired leases.
+        """Delete expired rows (PHP's gc with session.gc_maxlifetime), then expired leases;
+        see :meth:`gc_batches`."""
+        removed = 0
+        for deleted in self.gc_batches():
+            removed += deleted
+        return removed
 
-        Batch by batch along the expires_at index, each batch sized to take about
-        GC_TARGET seconds, so no statement holds many row locks for long.
-        """
-        now, after, pace, removed = self.clock(), GC_START, GcPace(), 0
+    def gc_batches(self) -> Iterator[int]:
+        """Delete expired rows batch by batch along the expires_at index, each batch sized
+        to take about GC_TARGET seconds, so no statement holds many row locks for long;
+        yields each batch's count. Expired leases go after the last batch."""
+        now, after, pace = self.clock(), GC_START, GcPace()
         while True:
             started = time.perf_counter()
             args = {"after": after, "now": now, "skip": pace.size - 1, "limit": pace.size}
             batch = self._execute(self._sql.gc_batch, args, report=GC_REPORT)
-            removed += batch.rowcount
+            yield batch.rowcount
             upto = batch.rows[0][0] if batch.rows else None
             if upto is None:  # fewer than a batch were left: all deleted (or no table)
                 break
             pace.done(batch.rowcount, time.perf_counter() - started)
             after = upto
         self._execute(self._sql.gc_leases, {"now": now})
-        return removed
+
+    def gc_pending(self) -> int:
+        """How many expired rows :meth:`gc` would delete now (an index range count)."""
+        query = f"SELECT COUNT(*) FROM `{self.table}` WHERE expires_at <= %(now)s"
+        result = self._execute(query, {"now": self.clock()})
+        return int(result.rows[0][0]) if result.rows else 0
+
+    def has_schema(self) -> bool:
+        """Whether both tables exist (``coatcheck init`` or a first write made them)."""
+        names = {"table": self.table, "leases": self._sql.leases}
+        result = self._execute(self._sql.tables_present, names)
+        return len(result.rows) == 2
 
     def validate_id(self, key: str) -> bool:
         args = {"key": ids.check_storage_key(key), "now": self.clock()}

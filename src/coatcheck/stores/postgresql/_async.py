@@ -219,21 +219,40 @@ class AsyncPostgreSQLStore(AsyncStore):
         await self._run(self.q.destroy, (key_bytes(key),), doing="destroy")
 
     async def gc(self) -> int:
-        """Delete expired rows (PHP's session.gc), batch by batch along the expiry index,
-        each batch sized to take about GC_TARGET seconds."""
-        removed, now, after, pace = 0, self.clock(), float("-inf"), GcPace()
+        """Delete expired rows (PHP's session.gc); see :meth:`gc_batches`."""
+        removed = 0
+        async for deleted in self.gc_batches():
+            removed += deleted
+        return removed
+
+    async def gc_batches(self) -> AsyncIterator[int]:
+        """Delete expired rows batch by batch along the expiry index, each batch sized to
+        take about GC_TARGET seconds; yields each batch's count."""
+        now, after, pace = self.clock(), float("-inf"), GcPace()
         while True:
             started = time.perf_counter()
             params = {"now": now, "after": after, "limit": pace.size}
             rows, _ = await self._run(self.q.gc, params, doing="gc")
             if not rows:  # no table
-                return removed
+                return
             found, deleted, last = rows[0]
-            removed += int(deleted)
+            yield int(deleted)
             if found < pace.size:
-                return removed
+                return
             pace.done(found, time.perf_counter() - started)
             after = last
+
+    async def gc_pending(self) -> int:
+        """How many expired rows :meth:`gc` would delete now (an index range count)."""
+        query = f'SELECT count(*) FROM "{self.q.table}" WHERE expires_at <= %b'
+        rows, _ = await self._run(query, (self.clock(),), doing="count")
+        return int(rows[0][0]) if rows else 0
+
+    async def has_schema(self) -> bool:
+        """Whether the table exists (``coatcheck init`` or a first write made it)."""
+        query = "SELECT to_regclass(%b) IS NOT NULL"
+        rows, _ = await self._run(query, (f'"{self.q.table}"',), doing="look up the table")
+        return bool(rows and rows[0][0])
 
     async def validate_id(self, key: str) -> bool:
         params = (key_bytes(key), self.clock())
