@@ -519,7 +519,7 @@ def track_logins(app: Flask) -> None:
     regenerates the session id (against fixation, which Flask-Login alone does not do) and
     enters the session in the user's index (``get_id()``), so ``user_sessions()`` and
     ``logout_everywhere()`` work; ``logout_user()`` takes it out again."""
-    from flask_login import user_logged_in, user_logged_out
+    from flask_login import user_logged_in, user_logged_out  # type: ignore[import-untyped]
 
     def logged_in(sender: Any, user: Any = None, **_: Any) -> None:
         current_session().session.login(str(user.get_id()))
