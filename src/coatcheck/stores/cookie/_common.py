@@ -1,31 +1,5 @@
-"""``cookie://?keys=env:VARIABLE``: the whole session in its cookie, encrypted and signed.
-
-Nothing is kept on the server: the cookie carries the session's id, its stored record (data
-and header: created, timeouts, fingerprint) and its idle deadline, sealed with AES-256-GCM
-under a list of keys (:class:`coatcheck.crypto.Keyring`: sealed under the newest, opened
-under any, each value naming its key). The deadline and the header travel inside the seal,
-so an old cookie replayed after its expiry is refused by the engine as a stored record
-would be. A cookie that does not open (altered, truncated, sealed under a key no longer
-listed, not ours at all) gives a fresh session, never an exception.
-
-The keys come from an environment variable (``keys=env:NAME``: base64url keys of at least
-32 bytes, newest first, separated by commas), never from the URL. Options:
-
-- ``revocations=<store URL>`` (percent-encoded): a server store that lists the ids of
-  sessions logged out (destroyed, regenerated away) until they would have expired anyway;
-  each load then asks it once. Without it a copy of a logged-out cookie stays valid until
-  its expiry, as with every cookie session.
-- ``cookie_limit`` (default and most 4096): bytes of the whole Set-Cookie line (name, value
-  and attributes); a session sealed past it raises :class:`~coatcheck.errors.CookieTooLarge`.
-- ``revoke_for`` (seconds, default 31 days): how long :meth:`CookieStore.destroy`, called
-  with a key alone (a logout from elsewhere), keeps the key revoked.
-
-How it plugs in: a store with ``client_side = True`` gives each request a view of its own
-(:meth:`CookieStore.open_request`), a Store over the one record the cookie carried; the
-session layer runs the request's operations against it and sends the cookie it sealed at
-the last write or touch. There are no locks between requests of one browser (the browser
-keeps whichever cookie came last) and no list of sessions on the server: ``count()`` and
-``scan()`` raise NotImplementedError. See docs/stores/cookie.md.
+"""What the sync and async cookie stores share: the seal, the keys and limits, each request's
+decisions, and the URL. No I/O here: ``_async.py`` adds the calls to the revocation list.
 """
 
 from __future__ import annotations
@@ -37,22 +11,19 @@ import math
 import re
 import struct
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
-from .. import ids, record
-from ..config import Config
-from ..contract import MUST_CREATE, LockRequest, Meta, ReadResult, Stored
-from ..cookies import CookieAction, set_cookie
-from ..crypto import Key, Keyring, keys_from_env
-from ..errors import ConfigError, CookieTooLarge, VersionMismatch
-from ._url import Options
-from .base import AsyncStore, Store
-
-SCHEMES: tuple[str, ...] = ("cookie",)
-EXTRA = ""
+from ... import ids, record
+from ...config import Config
+from ...contract import MUST_CREATE, Stored
+from ...cookies import CookieAction, set_cookie
+from ...crypto import Key, Keyring, keys_from_env
+from ...errors import ConfigError, CookieTooLarge, VersionMismatch
+from .._url import Options
+from ..base import AsyncStore, Store
 
 PURPOSE: Final = "coatcheck cookie store"
 """The keyring's purpose label: a key shared with another use yields unrelated AEAD keys."""
@@ -283,274 +254,6 @@ class _View:
         return header.created + (header.absolute or self._config.absolute_timeout)
 
 
-class CookieView(_View, Store):
-    """One request's view of a :class:`CookieStore` (sync)."""
-
-    def __init__(
-        self,
-        owner: CookieStore,
-        cookie_value: str | None,
-        config: Config,
-        current_id: Callable[[], str],
-    ) -> None:
-        self._revocations = owner.revocations
-        revoking = owner.revocations is not None
-        super().__init__(owner, cookie_value, config, current_id, owner.clock, revoking)
-        self._store = owner
-        self.clock = owner.clock
-
-    def read(self, key: str, lock: LockRequest | None = None) -> ReadResult:
-        """The cookie's record (locks do not exist client-side: never LOCKED)."""
-        if self._must_ask(key):
-            assert self._revocations is not None
-            self._answered(self._revocations.validate_id(key))
-        return self._stored(key)
-
-    def write(
-        self,
-        key: str,
-        payload: bytes,
-        expires_at: float,
-        *,
-        expect: int | None = None,
-        token: str | None = None,
-    ) -> int:
-        version = self._put(key, payload, expires_at, expect)
-        if version == 0:
-            self.destroy(key)
-            return 1
-        return version
-
-    def update_timestamp(self, key: str, expires_at: float, *, token: str | None = None) -> None:
-        self._touch(key, expires_at)
-
-    def release(self, key: str, token: str) -> None:
-        pass  # no lock was taken
-
-    def destroy(self, key: str) -> None:
-        until = self._drop(key)
-        if until is not None and self._revocations is not None:
-            self._revocations.write(key, _REVOKED, until)
-
-    def gc(self) -> int:
-        return self._store.gc()
-
-    def validate_id(self, key: str) -> bool:
-        return self.read(key) is not None
-
-    def count(self) -> int:
-        raise NotImplementedError(_NOT_LISTED)
-
-    def scan(self) -> Iterator[Meta]:
-        raise NotImplementedError(_NOT_LISTED)
-
-
-class AsyncCookieView(_View, AsyncStore):
-    """One request's view of an :class:`AsyncCookieStore`."""
-
-    def __init__(
-        self,
-        owner: AsyncCookieStore,
-        cookie_value: str | None,
-        config: Config,
-        current_id: Callable[[], str],
-    ) -> None:
-        self._revocations = owner.revocations
-        revoking = owner.revocations is not None
-        super().__init__(owner, cookie_value, config, current_id, owner.clock, revoking)
-        self._store = owner
-        self.clock = owner.clock
-
-    async def read(self, key: str, lock: LockRequest | None = None) -> ReadResult:
-        if self._must_ask(key):
-            assert self._revocations is not None
-            self._answered(await self._revocations.validate_id(key))
-        return self._stored(key)
-
-    async def write(
-        self,
-        key: str,
-        payload: bytes,
-        expires_at: float,
-        *,
-        expect: int | None = None,
-        token: str | None = None,
-    ) -> int:
-        version = self._put(key, payload, expires_at, expect)
-        if version == 0:
-            await self.destroy(key)
-            return 1
-        return version
-
-    async def update_timestamp(
-        self, key: str, expires_at: float, *, token: str | None = None
-    ) -> None:
-        self._touch(key, expires_at)
-
-    async def release(self, key: str, token: str) -> None:
-        pass
-
-    async def destroy(self, key: str) -> None:
-        until = self._drop(key)
-        if until is not None and self._revocations is not None:
-            await self._revocations.write(key, _REVOKED, until)
-
-    async def gc(self) -> int:
-        return await self._store.gc()
-
-    async def validate_id(self, key: str) -> bool:
-        return await self.read(key) is not None
-
-    async def count(self) -> int:
-        raise NotImplementedError(_NOT_LISTED)
-
-    def scan(self) -> AsyncIterator[Meta]:
-        raise NotImplementedError(_NOT_LISTED)
-
-
-class CookieStore(_Cookies, Store):
-    """Sessions sealed into their cookies (sync).
-
-    ``keys``: newest first (raw bytes or base64url text, at least 32 bytes each; see
-    :func:`coatcheck.crypto.new_key`), or a :class:`~coatcheck.crypto.Keyring`.
-    ``revocations``: a server store listing logged-out session ids (optional).
-    """
-
-    def __init__(
-        self,
-        keys: Key | Iterable[Key] | Keyring,
-        *,
-        revocations: Store | None = None,
-        cookie_limit: int = COOKIE_LIMIT,
-        revoke_for: float = REVOKE_FOR,
-    ) -> None:
-        super().__init__(keys, revocations, cookie_limit, revoke_for)
-        self.revocations: Store | None = revocations
-
-    def open_request(
-        self, cookie_value: str | None, config: Config, current_id: Callable[[], str]
-    ) -> CookieView:
-        """This request's view: the session ``cookie_value`` carries, if it opens."""
-        return CookieView(self, cookie_value, config, current_id)
-
-    def open(self) -> None:
-        if self.revocations is not None:
-            self.revocations.open()
-
-    def close(self) -> None:
-        if self.revocations is not None:
-            self.revocations.close()
-
-    # The store itself holds no session: requests use their views.
-
-    def read(self, key: str, lock: LockRequest | None = None) -> ReadResult:
-        return None
-
-    def write(
-        self,
-        key: str,
-        payload: bytes,
-        expires_at: float,
-        *,
-        expect: int | None = None,
-        token: str | None = None,
-    ) -> int:
-        raise NotImplementedError(_THROUGH_A_MANAGER)
-
-    def update_timestamp(self, key: str, expires_at: float, *, token: str | None = None) -> None:
-        pass
-
-    def release(self, key: str, token: str) -> None:
-        pass
-
-    def destroy(self, key: str) -> None:
-        """Log out the session filed under ``key`` wherever its cookie is: revoke it for
-        ``revoke_for`` seconds (nothing to do without a revocation list)."""
-        if self.revocations is not None:
-            self.revocations.write(key, _REVOKED, self.clock() + self.revoke_for)
-
-    def gc(self) -> int:
-        """Delete expired entries of the revocation list (0 without one)."""
-        return 0 if self.revocations is None else self.revocations.gc()
-
-    def validate_id(self, key: str) -> bool:
-        return False  # a key alone names no session here: the cookie holds it
-
-    def count(self) -> int:
-        raise NotImplementedError(_NOT_LISTED)
-
-    def scan(self) -> Iterator[Meta]:
-        raise NotImplementedError(_NOT_LISTED)
-
-
-class AsyncCookieStore(_Cookies, AsyncStore):
-    """Sessions sealed into their cookies, for asyncio; :class:`CookieStore`'s twin."""
-
-    def __init__(
-        self,
-        keys: Key | Iterable[Key] | Keyring,
-        *,
-        revocations: AsyncStore | None = None,
-        cookie_limit: int = COOKIE_LIMIT,
-        revoke_for: float = REVOKE_FOR,
-    ) -> None:
-        super().__init__(keys, revocations, cookie_limit, revoke_for)
-        self.revocations: AsyncStore | None = revocations
-
-    def open_request(
-        self, cookie_value: str | None, config: Config, current_id: Callable[[], str]
-    ) -> AsyncCookieView:
-        """This request's view: the session ``cookie_value`` carries, if it opens."""
-        return AsyncCookieView(self, cookie_value, config, current_id)
-
-    async def open(self) -> None:
-        if self.revocations is not None:
-            await self.revocations.open()
-
-    async def close(self) -> None:
-        if self.revocations is not None:
-            await self.revocations.close()
-
-    async def read(self, key: str, lock: LockRequest | None = None) -> ReadResult:
-        return None
-
-    async def write(
-        self,
-        key: str,
-        payload: bytes,
-        expires_at: float,
-        *,
-        expect: int | None = None,
-        token: str | None = None,
-    ) -> int:
-        raise NotImplementedError(_THROUGH_A_MANAGER)
-
-    async def update_timestamp(
-        self, key: str, expires_at: float, *, token: str | None = None
-    ) -> None:
-        pass
-
-    async def release(self, key: str, token: str) -> None:
-        pass
-
-    async def destroy(self, key: str) -> None:
-        """:meth:`CookieStore.destroy`."""
-        if self.revocations is not None:
-            await self.revocations.write(key, _REVOKED, self.clock() + self.revoke_for)
-
-    async def gc(self) -> int:
-        return 0 if self.revocations is None else await self.revocations.gc()
-
-    async def validate_id(self, key: str) -> bool:
-        return False
-
-    async def count(self) -> int:
-        raise NotImplementedError(_NOT_LISTED)
-
-    def scan(self) -> AsyncIterator[Meta]:
-        raise NotImplementedError(_NOT_LISTED)
-
-
 # --- URLs -------------------------------------------------------------------------------------
 
 
@@ -577,7 +280,7 @@ def _parse(url: str) -> _Settings:
             "the keys (keys never go in a URL): cookie://?keys=env:COATCHECK_COOKIE_KEYS"
         )
     revocations = options.optional("revocations") or None
-    if revocations is not None and urlsplit(revocations).scheme.lower() in SCHEMES:
+    if revocations is not None and urlsplit(revocations).scheme.lower() == "cookie":
         raise ConfigError("cookie store option revocations must name a server store")
     settings = _Settings(
         keys_from_env(name),
@@ -587,23 +290,3 @@ def _parse(url: str) -> _Settings:
     )
     options.done()
     return settings
-
-
-def open_sync(url: str) -> CookieStore:
-    from . import open_store  # the revocation list is any store, opened by URL
-
-    s = _parse(url)
-    revocations = open_store(s.revocations) if s.revocations else None
-    return CookieStore(
-        s.keys, revocations=revocations, cookie_limit=s.cookie_limit, revoke_for=s.revoke_for
-    )
-
-
-def open_async(url: str) -> AsyncCookieStore:
-    from . import open_async_store
-
-    s = _parse(url)
-    revocations = open_async_store(s.revocations) if s.revocations else None
-    return AsyncCookieStore(
-        s.keys, revocations=revocations, cookie_limit=s.cookie_limit, revoke_for=s.revoke_for
-    )
