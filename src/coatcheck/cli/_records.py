@@ -83,10 +83,18 @@ class Record:
         }
 
 
+_CHUNK = 500
+"""Keys per ``read_many`` call in :func:`load_all`: one round trip each on most stores."""
+
+
 def load(store: Store, meta: Meta, now: float) -> Record | None:
     """The record ``meta`` describes, read now; None if it is gone (or expired) since."""
     got = store.read(meta.key)
-    if not isinstance(got, Stored) or got.expires_at <= now:
+    return _record(meta, got if isinstance(got, Stored) else None, now)
+
+
+def _record(meta: Meta, got: Stored | None, now: float) -> Record | None:
+    if got is None or got.expires_at <= now:
         return None
     try:
         header, data = record.unpack(got.payload)
@@ -98,10 +106,25 @@ def load(store: Store, meta: Meta, now: float) -> Record | None:
 def load_all(
     store: Store, metas: Iterable[Meta], now: float, advance: Callable[[int], None]
 ) -> Iterator[Record]:
-    """Every record still there, in the order of ``metas`` (one read each)."""
+    """Every record still there, in the order of ``metas``, read :data:`_CHUNK` at a time
+    (``store.read_many``: a batch query where the store has one); ``advance`` per chunk."""
+    chunk: list[Meta] = []
     for meta in metas:
-        found = load(store, meta, now)
-        advance(1)
+        chunk.append(meta)
+        if len(chunk) == _CHUNK:
+            yield from _load_chunk(store, chunk, now, advance)
+            chunk = []
+    if chunk:
+        yield from _load_chunk(store, chunk, now, advance)
+
+
+def _load_chunk(
+    store: Store, chunk: list[Meta], now: float, advance: Callable[[int], None]
+) -> Iterator[Record]:
+    got = store.read_many([meta.key for meta in chunk])
+    advance(len(chunk))
+    for meta, stored in zip(chunk, got, strict=True):
+        found = _record(meta, stored, now)
         if found is not None:
             yield found
 

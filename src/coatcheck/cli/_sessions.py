@@ -251,7 +251,7 @@ def rm(key: str | None, user: str | None, keep: str | None, url: str) -> None:
 def stats(url: str, plain: bool, as_json: bool) -> None:
     """Count sessions: live, expired but kept, locked, index records, bytes, users.
 
-    Reads every record's header (one read per record).
+    Reads every record's header (in batches of 500 where the store can).
     """
     out = Output(plain, as_json)
     counts = dict.fromkeys(

@@ -15,6 +15,11 @@ Locks are leases: ``read(key, lock=LockRequest(token, lease))`` takes the lock o
 other live lease holds it, and returns :data:`LOCKED` otherwise (the session layer waits
 and retries). Writes, touches and releases carry the token; a write whose lease has
 expired or been taken over raises :class:`~coatcheck.errors.LockLost` and changes nothing.
+
+One call is optional and for admin tools only (the ``coatcheck`` CLI): ``read_many(keys)``
+reads several records in one go, without locks. The default here calls ``read`` once per
+key; stores with a batch query (SQL ``IN``, a Redis pipeline) override it. Sessions never
+use it.
 """
 
 from __future__ import annotations
@@ -76,6 +81,20 @@ class Store(_Common, abc.ABC):
         dropped; never returned as live. Returns LOCKED if ``lock`` is given and another
         token holds an unexpired lease.
         """
+
+    def read_many(self, keys: list[str]) -> list[Stored | None]:
+        """The records under ``keys``, in the same order; None where there is none (admin).
+
+        Optional: this default calls :meth:`read` once per key; a store that can read many
+        rows in one round trip overrides it. No lock is taken or checked, and, as with
+        :meth:`read`, a record past its ``expires_at`` may be returned or read as None. A key
+        that is not a storage key raises ValueError, as it does in every other call.
+        """
+        found: list[Stored | None] = []
+        for key in keys:
+            got = self.read(key)
+            found.append(got if isinstance(got, Stored) else None)
+        return found
 
     @abc.abstractmethod
     def write(
@@ -146,6 +165,14 @@ class AsyncStore(_Common, abc.ABC):
 
     @abc.abstractmethod
     async def read(self, key: str, lock: LockRequest | None = None) -> ReadResult: ...
+
+    async def read_many(self, keys: list[str]) -> list[Stored | None]:
+        """:meth:`Store.read_many`: optional, admin only; this default reads one key at a time."""
+        found: list[Stored | None] = []
+        for key in keys:
+            got = await self.read(key)
+            found.append(got if isinstance(got, Stored) else None)
+        return found
 
     @abc.abstractmethod
     async def write(

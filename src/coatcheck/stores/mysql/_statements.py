@@ -116,6 +116,7 @@ class Sql:
         )
         self.galera = "SHOW VARIABLES LIKE 'wsrep_on'"
         self.select = f"SELECT payload, expires_at, version FROM {t} WHERE storage_key = %(key)s"
+        self._select_many = f"SELECT storage_key, payload, expires_at, version FROM {t} WHERE"
         # Take the lease if the session is live and the lease free, expired or ours. The
         # IF()s read the old values whether the server assigns left to right (MySQL) or at
         # once (MariaDB's SIMULTANEOUS_ASSIGNMENT): ``taken`` and ``lease_token`` come
@@ -221,6 +222,11 @@ class Sql:
             " AND ROW_COUNT() = 1; COMMIT",
             2,
         )
+
+    def select_many(self, count: int) -> str:
+        """read_many's statement for ``count`` keys, bound as ``%(k0)s`` to ``%(k<count-1>)s``."""
+        marks = ", ".join(f"%(k{i})s" for i in range(count))
+        return f"{self._select_many} storage_key IN ({marks})"
 
     def update(self, fenced: bool, versioned: bool) -> tuple[str, int]:
         """The conditional UPDATE for a write that may not create the row, and which

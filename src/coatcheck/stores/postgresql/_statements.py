@@ -115,6 +115,8 @@ class Statements:
         ]
         self.drop = f"DROP TABLE IF EXISTS {t}"
         self.select = f"SELECT payload, expires_at, version FROM {t} WHERE key = %b"
+        # read_many (admin): one bytea[] parameter, so one statement whatever the count
+        self.select_many = f"SELECT key, payload, expires_at, version FROM {t} WHERE key = ANY(%b)"
         # Take the lease if it is free (or ours) on a live row; otherwise report the row
         # without its payload (LOCKED), or with it when expired (the engine discards it).
         # A lease needs no durable commit: NO_FLUSH turns synchronous_commit off for this
@@ -211,6 +213,15 @@ class Statements:
         if payload is None:  # live, and another token's lease holds it
             return LOCKED
         return Stored(payload, expires_at, version)
+
+    def read_many_query(self, keys: list[str]) -> tuple[str, Any]:
+        return self.select_many, ([key_bytes(key) for key in keys],)
+
+    @staticmethod
+    def read_many_result(keys: list[str], rows: Rows) -> list[Stored | None]:
+        """The rows in the order of ``keys`` (the server returns them in any order)."""
+        found = {bytes(key).hex(): Stored(payload, exp, ver) for key, payload, exp, ver in rows}
+        return [found.get(key) for key in keys]
 
     # --- write --------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from .._handover import AsyncHandover
-from ..base import AsyncStore, LockRequest, Meta, ReadResult
+from ..base import AsyncStore, LockRequest, Meta, ReadResult, Stored
 from ._clients import ERRORS, AsyncClientLock, async_client, unavailable
 from ._config import Settings
 from ._listen import AsyncFeed
@@ -120,6 +120,22 @@ class AsyncRedisStore(AsyncStore):
         except ERRORS as e:
             raise unavailable(self.settings, e, "read", key) from e
         return decode_read(raw, now)
+
+    async def read_many(self, keys: list[str]) -> list[Stored | None]:
+        """The records under ``keys``: one pipeline of the ``HMGET`` a plain read sends, so
+        no lock is taken (admin). On Cluster, redis-py sends each node its share."""
+        names = [self.keys.data(key) for key in keys]
+        if not names:
+            return []
+        now = self.clock()
+        try:
+            pipe = self.client().pipeline(transaction=False)
+            for name in names:
+                pipe.hmget(name, _FIELDS)
+            replies = await pipe.execute()
+        except ERRORS as e:
+            raise unavailable(self.settings, e, "read") from e
+        return [_stored(decode_read(raw, now)) for raw in replies]
 
     async def write(
         self,
@@ -228,3 +244,8 @@ class AsyncRedisStore(AsyncStore):
         metas = to_metas(self.keys, names, replies, self.clock())
         names.clear()
         return metas
+
+
+def _stored(result: ReadResult) -> Stored | None:
+    """A plain HMGET's result: a record or None (LOCKED comes only from the lock script)."""
+    return result if isinstance(result, Stored) else None

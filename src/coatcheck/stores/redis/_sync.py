@@ -18,7 +18,7 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from .._handover import Handover
-from ..base import LockRequest, Meta, ReadResult, Store
+from ..base import LockRequest, Meta, ReadResult, Store, Stored
 from ._clients import ERRORS, ClientLock, sync_client, unavailable
 from ._config import Settings
 from ._listen import Feed
@@ -119,6 +119,22 @@ class RedisStore(Store):
         except ERRORS as e:
             raise unavailable(self.settings, e, "read", key) from e
         return decode_read(raw, now)
+
+    def read_many(self, keys: list[str]) -> list[Stored | None]:
+        """The records under ``keys``: one pipeline of the ``HMGET`` a plain read sends, so
+        no lock is taken (admin). On Cluster, redis-py sends each node its share."""
+        names = [self.keys.data(key) for key in keys]
+        if not names:
+            return []
+        now = self.clock()
+        try:
+            pipe = self.client().pipeline(transaction=False)
+            for name in names:
+                pipe.hmget(name, _FIELDS)
+            replies = pipe.execute()
+        except ERRORS as e:
+            raise unavailable(self.settings, e, "read") from e
+        return [_stored(decode_read(raw, now)) for raw in replies]
 
     def write(
         self,
@@ -223,3 +239,8 @@ class RedisStore(Store):
         metas = to_metas(self.keys, names, replies, self.clock())
         names.clear()
         return metas
+
+
+def _stored(result: ReadResult) -> Stored | None:
+    """A plain HMGET's result: a record or None (LOCKED comes only from the lock script)."""
+    return result if isinstance(result, Stored) else None

@@ -78,6 +78,15 @@ class AsyncEncryptedStore(AsyncStore):
     async def read(self, key: str, lock: LockRequest | None = None) -> ReadResult:
         return self.cipher.opened(key, await self.inner.read(key, lock))
 
+    async def read_many(self, keys: list[str]) -> list[Stored | None]:
+        """The inner store's :meth:`~coatcheck.stores.base.AsyncStore.read_many` (its batch
+        query, where it has one), each record opened as :meth:`read` opens it (admin)."""
+        found: list[Stored | None] = []
+        for key, got in zip(keys, await self.inner.read_many(keys), strict=True):
+            opened = self.cipher.opened(key, got)
+            found.append(opened if isinstance(opened, Stored) else None)
+        return found
+
     async def write(
         self,
         key: str,

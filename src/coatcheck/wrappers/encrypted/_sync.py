@@ -79,6 +79,15 @@ class EncryptedStore(Store):
     def read(self, key: str, lock: LockRequest | None = None) -> ReadResult:
         return self.cipher.opened(key, self.inner.read(key, lock))
 
+    def read_many(self, keys: list[str]) -> list[Stored | None]:
+        """The inner store's :meth:`~coatcheck.stores.base.Store.read_many` (its batch
+        query, where it has one), each record opened as :meth:`read` opens it (admin)."""
+        found: list[Stored | None] = []
+        for key, got in zip(keys, self.inner.read_many(keys), strict=True):
+            opened = self.cipher.opened(key, got)
+            found.append(opened if isinstance(opened, Stored) else None)
+        return found
+
     def write(
         self,
         key: str,
