@@ -558,7 +558,10 @@ async def test_scan_lists_live_records_of_its_own_prefix_only(url: str, mode: st
             await asyncio.sleep(0.1)
         assert got == [("1" * 64, 3, False), ("2" * 64, 6, True)]
         assert await eventually(store, 2)
-        drop_namespace(url)
+        # deleted by name: a metadump may miss an item in use, so a crawl-driven cleanup
+        # (drop_namespace) is not what this test is about
+        for key in ("1" * 64, "2" * 64):
+            await aw(store.destroy(key))
         assert await eventually(store, 0)
         assert await eventually(other, 1)  # another prefix is left alone
     finally:
