@@ -181,7 +181,7 @@ def test_ls_pages_through_sessions_only(url: str, capsys: pytest.CaptureFixture[
     assert code == 0 and lines[0].split() == [
         "KEY", "USER", "CREATED", "LAST", "ACCESS", "EXPIRES", "SIZE", "FLAGS"
     ]  # fmt: skip
-    assert len(lines) == 5 and "more: coatcheck ls --offset" in err
+    assert len(lines) == 5 and "more: coatcheck ls --limit 4 --offset " in err
     for line in lines[1:]:
         shown = line.split()[0]
         assert len(shown) == 12 and any(k.startswith(shown) for k in filled.sessions)
@@ -196,6 +196,9 @@ def test_ls_filters_by_user_and_expiry(url: str, capsys: pytest.CaptureFixture[s
     assert listed(capsys, url, "--user", "nobody") == []
     expired = listed(capsys, url, "--expired")
     assert {r["key"] for r in expired} == set(filled.kept)
+    if len(filled.kept) > 1:  # the next page's command keeps the filters
+        _, _, err = run(capsys, "ls", "--store", url, "--expired", "--limit", "1")
+        assert "more: coatcheck ls --expired --limit 1 --offset 1" in err
     for row in expired:
         assert row["flags"] == ["expired"] and row["expires"] < time.time() < row["expires"] + 600
     second = listed(capsys, url, "--user", "alice", "--limit", "2", "--offset", "2")

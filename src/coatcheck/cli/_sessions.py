@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import click
@@ -16,6 +17,7 @@ from ._records import Record, listing_order, load, load_all, resolve
 
 IDLE_TIMEOUT = Config().idle_timeout
 KEY_SHOWN = 12  # characters of a storage key that ls shows
+LIMIT = 50  # sessions per page of ls
 
 
 def idle_option(f: Any) -> Any:
@@ -39,7 +41,7 @@ def idle_option(f: Any) -> Any:
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
-    default=50,
+    default=LIMIT,
     show_default=True,
     metavar="N",
     help="Sessions per page.",
@@ -91,7 +93,10 @@ def ls(
         lines = [_row(r, now, idle_timeout, out.rich) for r in page]
         out.table(headers, lines, wrap=("USER", "FLAGS"))
     if next_offset is not None:
-        note = f"more: coatcheck ls --offset {next_offset}"
+        again = [f"--user {shlex.quote(user)}"] if user is not None else []
+        again += ["--expired"] if expired else []
+        again += [f"--limit {limit}"] if limit != LIMIT else []
+        note = " ".join(["more: coatcheck ls", *again, f"--offset {next_offset}"])
         if out.rich:
             out.line(note)
         else:
