@@ -272,8 +272,7 @@ class Engine:
 
     def expired(self, header: Header, expires_at: float, now: float) -> bool:
         """``expires_at`` as stored: past the idle deadline by the record's retention."""
-        absolute = header.absolute or self.config.absolute_timeout
-        return expires_at - (header.retention or 0.0) <= now or now - header.created >= absolute
+        return expired(header, expires_at, now, self.config)
 
     def deadline(self, header: Header, now: float) -> float:
         idle = header.idle or self.config.idle_timeout
@@ -478,6 +477,13 @@ class Engine:
     def gc_due(self) -> bool:
         c = self.config
         return self._collects and self._rng.randrange(c.gc_divisor) < c.gc_probability
+
+
+def expired(header: Header, expires_at: float, now: float, config: Config) -> bool:
+    """Whether a session stored until ``expires_at`` is past its idle deadline or its
+    absolute one at ``now`` (the one rule the engine, listings and the demo share)."""
+    absolute = header.absolute or config.absolute_timeout
+    return header.idle_deadline(expires_at) <= now or now - header.created >= absolute
 
 
 class _Missing:

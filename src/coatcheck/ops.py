@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
-from .contract import LockRequest, ReadResult
+from .contract import LockRequest, ReadResult, Stored
 from .stores.base import AsyncStore, Store
 
 
@@ -171,18 +172,93 @@ class WaitRelease:
         return False, self.poll
 
 
-Op = Read | Write | Touch | Release | Destroy | Gc | Sleep | WaitRelease
+@dataclass(slots=True)
+class ReadMany:
+    """``Store.read_many``: several records in one go, no locks (listings)."""
+
+    keys: list[str]
+
+    def run(self, store: Store) -> list[Stored | None]:
+        return store.read_many(self.keys)
+
+    async def arun(self, store: AsyncStore) -> list[Stored | None]:
+        return await store.read_many(self.keys)
+
+
+Op = Read | ReadMany | Write | Touch | Release | Destroy | Gc | Sleep | WaitRelease
+
+T = TypeVar("T")
+Flow = Generator[Op, Any, T]
+"""A flow: a generator of operations, given each one's result; its return value is the
+flow's. Flows are written once; :func:`run_sync` and :func:`run_async` carry them out."""
+
+
+def run_sync(store: Store, flow: Flow[T]) -> T:
+    """Carry out a flow's operations against a sync store; its return value."""
+    try:
+        op = next(flow)
+        while True:
+            try:
+                result: Any = op.run(store)
+            except BaseException as e:
+                op = flow.throw(e)
+            else:
+                op = flow.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    except BaseException:
+        end_request(store)
+        raise
+
+
+async def run_async(store: AsyncStore, flow: Flow[T]) -> T:
+    """Carry out a flow's operations against an asyncio store."""
+    try:
+        op = next(flow)
+        while True:
+            try:
+                result: Any = await op.arun(store)
+            except BaseException as e:
+                op = flow.throw(e)
+            else:
+                op = flow.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    except BaseException:
+        await aend_request(store)
+        raise
+
+
+def end_request(store: Store) -> None:
+    """PHP's order: a store that opens a handler per request (``request_scope``, as in
+    coatcheck.handlers) closes it once the session is closed or a store call failed."""
+    end = getattr(store, "end_request", None)
+    if end is not None:
+        end()
+
+
+async def aend_request(store: AsyncStore) -> None:
+    end = getattr(store, "end_request", None)
+    if end is not None:
+        await end()
+
 
 __all__ = [
     "AsyncHandsOver",
     "Destroy",
+    "Flow",
     "Gc",
     "HandsOver",
     "Op",
     "Read",
+    "ReadMany",
     "Release",
     "Sleep",
     "Touch",
     "WaitRelease",
     "Write",
+    "aend_request",
+    "end_request",
+    "run_async",
+    "run_sync",
 ]

@@ -32,6 +32,17 @@ class Header:
     retention: float | None = None  # database_ttl when written: expires_at is this much late
     index: bool = False  # not a session: a user's index of sessions (coatcheck.users)
 
+    def idle_deadline(self, expires_at: float) -> float:
+        """The idle deadline of a record the store keeps until ``expires_at``: that time less
+        the retention it was written with (``database_ttl``, for unexpire)."""
+        return expires_at - (self.retention or 0.0)
+
+    def last_access(self, expires_at: float, idle_timeout: float) -> float:
+        """When the session was last used, to within touch_threshold: its idle deadline less
+        its idle timeout (its own, from remember(), else ``idle_timeout``), not before it
+        was created. Earlier than the truth when the absolute timeout capped the deadline."""
+        return max(self.created, self.idle_deadline(expires_at) - (self.idle or idle_timeout))
+
     def to_json(self) -> dict[str, Any]:
         # one-letter keys keep the header line short; unpack() reads the same letters
         out: dict[str, Any] = {"v": FORMAT, "c": self.created}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import random
-from collections.abc import Callable, Generator, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 from . import events, ids, ops, users
@@ -29,6 +29,7 @@ from .errors import (
     VersionMismatch,
 )
 from .locks import PendingReleases, backoff, new_token
+from .ops import Flow
 from .stores.base import AsyncStore, Store
 
 log = logging.getLogger("coatcheck")
@@ -36,7 +37,6 @@ log = logging.getLogger("coatcheck")
 T = TypeVar("T")
 S = TypeVar("S", bound=Store | AsyncStore)
 
-Flow = Generator[ops.Op, Any, T]
 
 # Fresh ids a save tries after its first one collides; random ids never collide twice, so
 # running out of these means the store's create_id repeats itself.
@@ -324,7 +324,9 @@ class _Core:
                 self.state.header_dirty = True
             if self.data.emptied and self.data and self.state.version:
                 self._renew()
-            entered = yield from self._enter_index()
+            # the per-user index: only for a logged-in session (most requests skip the flow)
+            indexed = self.state.header.user is not None
+            entered = (yield from self._enter_index()) if indexed else None
             try:
                 self.plan = yield from self._persist()
             except LockLost:
@@ -616,54 +618,6 @@ class _Core:
         return CookieAction(view.sealed, self.engine.max_age(self.state, now))
 
 
-def _run_sync(store: Store, flow: Flow[T]) -> T:
-    try:
-        op = next(flow)
-        while True:
-            try:
-                result: Any = op.run(store)
-            except BaseException as e:
-                op = flow.throw(e)
-            else:
-                op = flow.send(result)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-    except BaseException:
-        _end_request(store)
-        raise
-
-
-async def _run_async(store: AsyncStore, flow: Flow[T]) -> T:
-    try:
-        op = next(flow)
-        while True:
-            try:
-                result: Any = await op.arun(store)
-            except BaseException as e:
-                op = flow.throw(e)
-            else:
-                op = flow.send(result)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-    except BaseException:
-        await _aend_request(store)
-        raise
-
-
-def _end_request(store: Store) -> None:
-    """PHP's order: a store that opens a handler per request (``request_scope``, as in
-    coatcheck.handlers) closes it once the session is closed or a store call failed."""
-    end = getattr(store, "end_request", None)
-    if end is not None:
-        end()
-
-
-async def _aend_request(store: AsyncStore) -> None:
-    end = getattr(store, "end_request", None)
-    if end is not None:
-        await end()
-
-
 class _Base(MutableMapping[str, Any], Generic[S]):
     """The mapping part, shared by Session and AsyncSession."""
 
@@ -858,9 +812,9 @@ class Session(_Base[Store]):
     """A session backed by a sync store. Use as a context manager or call write_close()."""
 
     def _run(self, flow: Flow[T]) -> T:
-        result = _run_sync(self._store, flow)
+        result = ops.run_sync(self._store, flow)
         if self._core.closed and self._store is not self._manager.store:
-            _end_request(self._store)  # a request's view: the session is done with it
+            ops.end_request(self._store)  # a request's view: the session is done with it
         return result
 
     def write_close(self) -> None:
@@ -916,9 +870,9 @@ class AsyncSession(_Base[AsyncStore]):
     """A session backed by an async store: the same API, I/O methods awaited."""
 
     async def _run(self, flow: Flow[T]) -> T:
-        result = await _run_async(self._store, flow)
+        result = await ops.run_async(self._store, flow)
         if self._core.closed and self._store is not self._manager.store:
-            await _aend_request(self._store)  # a request's view: the session is done with it
+            await ops.aend_request(self._store)  # a request's view: the session is done with it
         return result
 
     async def write_close(self) -> None:
@@ -1056,9 +1010,9 @@ class SessionManager(_Manager[Store]):
         """
         core = self._core(client, read_only, lock_mode)
         store, cookie = self._attach(core, cookie_value)
-        _run_sync(store, core.start(cookie))
+        ops.run_sync(store, core.start(cookie))
         if core.closed and store is not self.store:  # read-only: done with a request's view
-            _end_request(store)
+            ops.end_request(store)
         self._started(core, cookie_value)
         return Session(self, core, store)
 
@@ -1107,9 +1061,9 @@ class AsyncSessionManager(_Manager[AsyncStore]):
     ) -> AsyncSession:
         core = self._core(client, read_only, lock_mode)
         store, cookie = self._attach(core, cookie_value)
-        await _run_async(store, core.start(cookie))
+        await ops.run_async(store, core.start(cookie))
         if core.closed and store is not self.store:  # read-only: done with a request's view
-            await _aend_request(store)
+            await ops.aend_request(store)
         self._started(core, cookie_value)
         return AsyncSession(self, core, store)
 

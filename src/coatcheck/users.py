@@ -31,24 +31,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from . import ops, record
 from .config import Config
 from .contract import MUST_CREATE, Stored
+from .engine import expired
 from .errors import ConfigError, RetryLater, VersionMismatch
+from .ops import Flow
 from .record import Header
-
-if TYPE_CHECKING:
-    from .stores.base import AsyncStore, Store
+from .stores.base import AsyncStore, Store
 
 log = logging.getLogger("coatcheck")
-
-Flow = Generator[ops.Op, Any, Any]
 
 MAX_SESSIONS = 1000
 """Entries one user's index keeps; past it the oldest logins are logged out (their sessions
@@ -134,7 +132,7 @@ def _encode(user: str, entries: Entries, now: float) -> tuple[bytes, float]:
 
 def _change(
     user: str, change: Callable[[Entries], Entries | None], clock: Callable[[], float]
-) -> Flow:
+) -> Flow[Any]:
     """Read the index, apply ``change`` (None: nothing to write), compare-and-set; repeat on
     a lost race. Returns the entries as written (or as read, when nothing changed)."""
     key = index_key(user)
@@ -170,7 +168,7 @@ def enter(
     client: str,
     predecessor: str | None,
     clock: Callable[[], float],
-) -> Flow:
+) -> Flow[Any]:
     """Enter a session before its first write under ``key``. Returns the keys of the oldest
     logins pushed out past :data:`MAX_SESSIONS` (the caller destroys them), or None when the
     predecessor is no longer listed (logged out everywhere: the caller must not write)."""
@@ -199,13 +197,13 @@ def enter(
     return evicted
 
 
-def listed(user: str, key: str) -> Flow:
+def listed(user: str, key: str) -> Flow[Any]:
     """True when ``key`` is in ``user``'s index (one read)."""
     stored: Stored | None = yield ops.Read(index_key(user))
     return key in _decode(stored, -math.inf)
 
 
-def leave(user: str, keys: list[str], clock: Callable[[], float]) -> Flow:
+def leave(user: str, keys: list[str], clock: Callable[[], float]) -> Flow[Any]:
     """Take ``keys`` out of ``user``'s index (a logout, a session given to another user)."""
 
     def remove(entries: Entries) -> Entries | None:
@@ -217,7 +215,7 @@ def leave(user: str, keys: list[str], clock: Callable[[], float]) -> Flow:
     yield from _change(user, remove, clock)
 
 
-def logout(user: str, keep: str | None, clock: Callable[[], float]) -> Flow:
+def logout(user: str, keep: str | None, clock: Callable[[], float]) -> Flow[Any]:
     """Log ``user`` out everywhere but ``keep``: take the entries out, then destroy their
     sessions (in that order: see the module's rules). Returns how many were destroyed."""
     taken: list[str] = []
@@ -236,13 +234,18 @@ def logout(user: str, keep: str | None, clock: Callable[[], float]) -> Flow:
 
 def sessions(
     user: str, config: Config, clock: Callable[[], float], current: str | None = None
-) -> Flow:
-    """``user``'s live sessions, oldest first: the index, then each listed session (no lock)."""
+) -> Flow[Any]:
+    """``user``'s live sessions, oldest first: the index, then the listed sessions in one
+    batched read (no lock)."""
     stored: Stored | None = yield ops.Read(index_key(user))
     now = clock()
+    entries = _decode(stored, now)
+    if not entries:
+        return []
+    keys = list(entries)
+    records: list[Stored | None] = yield ops.ReadMany(keys)
     found: list[UserSession] = []
-    for key, (_, _, client, _, _) in _decode(stored, now).items():
-        session: Stored | None = yield ops.Read(key)
+    for key, session in zip(keys, records, strict=True):
         if session is None:
             continue
         try:
@@ -251,19 +254,16 @@ def sessions(
             continue
         if header.user != user or header.index or header.successor is not None:
             continue  # given to another user since, or a regenerated-away id
-        deadline = session.expires_at - (header.retention or 0.0)
-        absolute = header.absolute or config.absolute_timeout
-        if deadline <= now or now - header.created >= absolute:
+        if expired(header, session.expires_at, now, config):
             continue
-        idle = header.idle or config.idle_timeout
         found.append(
             UserSession(
                 key=key,
                 user=user,
                 created=header.created,
-                last_access=min(now, max(header.created, deadline - idle)),
-                expires_at=deadline,
-                client=str(client),
+                last_access=min(now, header.last_access(session.expires_at, config.idle_timeout)),
+                expires_at=header.idle_deadline(session.expires_at),
+                client=str(entries[key][2]),
                 current=key == current,
             )
         )
@@ -274,19 +274,10 @@ def sessions(
 # --- store-level calls (the CLI, an admin page) --------------------------------------------
 
 
-def _clock(store: Store | AsyncStore) -> Callable[[], float]:
-    return store.clock
-
-
-def refuse_client_side() -> None:
-    raise ConfigError(
-        "the per-user session index needs a server-side store: a cookie:// store keeps "
-        "nothing on the server to list or log out"
-    )
-
-
-def _refuse_client_side(store: Store | AsyncStore) -> None:
-    if getattr(store, "client_side", False):
+def refuse_client_side(store: Store | AsyncStore | None = None) -> None:
+    """Raise ConfigError for a client-side store (``cookie://``; None: the caller knows it is
+    one): it keeps nothing on the server to list or log out."""
+    if store is None or getattr(store, "client_side", False):
         raise ConfigError(
             "the per-user session index needs a server-side store: a cookie:// store keeps "
             "nothing on the server to list or log out"
@@ -295,11 +286,9 @@ def _refuse_client_side(store: Store | AsyncStore) -> None:
 
 def user_sessions(store: Store, user: str, config: Config | None = None) -> list[UserSession]:
     """``user``'s live sessions in ``store`` (``config``: the app's timeouts)."""
-    from .session import _run_sync
-
-    _refuse_client_side(store)
-    result: list[UserSession] = _run_sync(
-        store, sessions(check_user(user), config or Config(), _clock(store))
+    refuse_client_side(store)
+    result: list[UserSession] = ops.run_sync(
+        store, sessions(check_user(user), config or Config(), store.clock)
     )
     return result
 
@@ -308,21 +297,17 @@ def logout_user(
     store: Store, user: str, *, keep: str | None = None, config: Config | None = None
 ) -> int:
     """Destroy every session of ``user`` but the one with storage key ``keep``; how many."""
-    from .session import _run_sync
-
-    _refuse_client_side(store)
-    count: int = _run_sync(store, logout(check_user(user), keep, _clock(store)))
+    refuse_client_side(store)
+    count: int = ops.run_sync(store, logout(check_user(user), keep, store.clock))
     return count
 
 
 async def auser_sessions(
     store: AsyncStore, user: str, config: Config | None = None
 ) -> list[UserSession]:
-    from .session import _run_async
-
-    _refuse_client_side(store)
-    result: list[UserSession] = await _run_async(
-        store, sessions(check_user(user), config or Config(), _clock(store))
+    refuse_client_side(store)
+    result: list[UserSession] = await ops.run_async(
+        store, sessions(check_user(user), config or Config(), store.clock)
     )
     return result
 
@@ -330,10 +315,8 @@ async def auser_sessions(
 async def alogout_user(
     store: AsyncStore, user: str, *, keep: str | None = None, config: Config | None = None
 ) -> int:
-    from .session import _run_async
-
-    _refuse_client_side(store)
-    count: int = await _run_async(store, logout(check_user(user), keep, _clock(store)))
+    refuse_client_side(store)
+    count: int = await ops.run_async(store, logout(check_user(user), keep, store.clock))
     return count
 
 

@@ -42,8 +42,9 @@ class Record:
     @property
     def expires(self) -> float:
         """The idle deadline: the stored deadline less the retention (database_ttl)."""
-        retention = self.header.retention if self.header is not None else None
-        return self.stored_until - (retention or 0.0)
+        if self.header is None:
+            return self.stored_until
+        return self.header.idle_deadline(self.stored_until)
 
     def expired(self, now: float) -> bool:
         """Past its idle deadline but still kept (database_ttl): expired-but-kept."""
@@ -54,10 +55,11 @@ class Record:
         return self.header is not None and self.header.successor is not None
 
     def last_access(self, idle_timeout: float) -> float:
-        """When the session was last used, to within the app's touch_threshold: the idle
-        deadline less its idle timeout (the session's own, if "remember me" set one)."""
-        idle = self.header.idle if self.header is not None else None
-        return self.expires - (idle or idle_timeout)
+        """When the session was last used, to within the app's touch_threshold (see
+        :meth:`coatcheck.record.Header.last_access`)."""
+        if self.header is None:
+            return self.stored_until - idle_timeout
+        return self.header.last_access(self.stored_until, idle_timeout)
 
     def flags(self, now: float) -> list[str]:
         out = []
