@@ -15,7 +15,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from http import HTTPStatus
 from typing import Any, Literal
@@ -33,7 +33,7 @@ from .. import (
     open_store,
 )
 from ..contract import Stored
-from ..cookies import session_cookie
+from ..cookies import CookieAction, session_cookie, set_cookie
 from ..record import unpack
 from ..web.common import error_response
 from . import page
@@ -138,6 +138,7 @@ class DemoApp:
         store = open_store(store_url)
         self.manager = SessionManager(store, config or demo_config(), clock=clock)
         self.config = self.manager.config
+        self._cookie_configs: dict[str, Config] = {}
         self.store_url = public_store_url(store_url)
         self.server_label = server_label
         self.burst_delay = burst_delay
@@ -280,11 +281,12 @@ class DemoApp:
         if not isinstance(got, Stored):
             return None
         header, data = unpack(got.payload)
-        idle_deadline = got.expires_at - (header.retention or 0.0)
-        capped = idle_deadline >= header.created + session.absolute_timeout
+        deadline = header.idle_deadline(got.expires_at)
+        capped = deadline >= header.created + session.absolute_timeout
+        last = header.last_access(got.expires_at, session.idle_timeout)
         return page.StoredView(
             created=header.created,
-            last_access=None if capped else idle_deadline - session.idle_timeout,
+            last_access=None if capped else last,
             kept_until=got.expires_at if header.retention else None,
             data_bytes=len(data),
             payload_bytes=len(got.payload),
@@ -300,13 +302,13 @@ class DemoApp:
         """The line naming the server and store, for pages that show little else."""
         return page.meta(self.server(request), self.store_url)
 
-    def demo_cookie(self, name: str, value: str, max_age: int | None = None) -> str:
-        parts = [f"{name}={value}", "Path=/", "HttpOnly", "SameSite=Lax"]
-        if max_age is not None:
-            parts.append(f"Max-Age={max_age}")
-        if self.config.cookie_secure:
-            parts.append("Secure")
-        return "; ".join(parts)
+    def demo_cookie(self, name: str, value: str | None) -> str:
+        """One of the demo's own cookies (None: delete it), built as the session cookie is,
+        with its attributes (Secure, HttpOnly, SameSite, Path)."""
+        config = self._cookie_configs.get(name)
+        if config is None:
+            config = self._cookie_configs[name] = replace(self.config, cookie_name=name)
+        return set_cookie(config, CookieAction(value, None))
 
     # --- the forms (each behind the CSRF check) ---------------------------------------------
 
@@ -357,13 +359,13 @@ class DemoApp:
         done = "unexpired" if session.is_expired and session.unexpire() else "notkept"
         session[CSRF_KEY] = secrets.token_urlsafe(24)
         response = redirect(done)
-        response.headers.append(("Set-Cookie", self.demo_cookie(CSRF_COOKIE, "", 0)))
+        response.headers.append(("Set-Cookie", self.demo_cookie(CSRF_COOKIE, None)))
         return response
 
     def fresh(self, session: Session, request: Request) -> Response:
         session[CSRF_KEY] = secrets.token_urlsafe(24)  # stored, so the old cookie is replaced
         response = redirect("fresh")
-        response.headers.append(("Set-Cookie", self.demo_cookie(CSRF_COOKIE, "", 0)))
+        response.headers.append(("Set-Cookie", self.demo_cookie(CSRF_COOKIE, None)))
         return response
 
     # --- the burst panel --------------------------------------------------------------------
