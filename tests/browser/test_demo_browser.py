@@ -117,12 +117,18 @@ def present(driver: Any, css: str) -> bool:
 def click_and_load(driver: Any, css: str) -> None:
     """Click a button that submits a form, and wait for the next page."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    old = driver.find_element(By.TAG_NAME, "html")
+    # a mark on the old page's window: gone once the next page has loaded. (Waiting for the
+    # old <html> to go stale flaked: Chromium may answer the staleness probe with "node does
+    # not belong to the document", a WebDriverException that staleness_of does not expect.)
+    driver.execute_script("window.__coatcheckOldPage = true")
     driver.find_element(By.CSS_SELECTOR, css).click()
-    WebDriverWait(driver, 15).until(ec.staleness_of(old))
+    WebDriverWait(driver, 15).until(
+        lambda d: d.execute_script(
+            "return window.__coatcheckOldPage === undefined && document.readyState === 'complete'"
+        )
+    )
 
 
 def fill(driver: Any, form: str, **fields: str) -> None:
