@@ -85,7 +85,8 @@ def _word(w: str) -> str:
 
 
 def sources() -> list[Path]:
-    return sorted(p for p in ROOT.rglob("_async*.py") if "__pycache__" not in p.parts)
+    found = {*ROOT.rglob("_async*.py"), *ROOT.rglob("*_async.py")}  # and stores/_rows_async.py
+    return sorted(p for p in found if "__pycache__" not in p.parts)
 
 
 def main(argv: list[str]) -> int:

@@ -10,7 +10,7 @@ directly or off the event loop.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Final, Literal
 
@@ -78,6 +78,14 @@ class RowAccess(abc.ABC):
     def delete_expired(self, now: float) -> int:
         """GC: delete rows whose deadline is at or before ``now``, checked at deletion."""
 
+    def expired_batches(self, now: float) -> Iterator[int]:
+        """GC batch by batch: yields each batch's count. This default is one batch.
+
+        Each step is blocking work that the async store runs in a worker thread of its own,
+        so a step keeps no thread state and holds no lock across a ``yield``.
+        """
+        yield self.delete_expired(now)
+
     @abc.abstractmethod
     def metas(self, now: float) -> list[Meta]:
         """Live records, for the admin operations."""
@@ -97,6 +105,16 @@ class RowAccess(abc.ABC):
                     return LOCKED
                 rows.put(key, row, "lock")
             return Stored(row.payload, row.expires_at, row.version)
+
+    def _read_many(self, keys: list[str]) -> list[Stored | None]:
+        """read_many: the records under ``keys``, without locks (admin); a row per key here."""
+        for key in keys:
+            check_storage_key(key)  # every key checked before any is read
+        found: list[Stored | None] = []
+        for key in keys:
+            got = self._read(key, None)  # never LOCKED: no lock asked
+            found.append(got if isinstance(got, Stored) else None)
+        return found
 
     def _write(
         self, key: str, payload: bytes, expires_at: float, expect: int | None, token: str | None

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from ._blocking import arun_blocking
 from ._rows import RowAccess
-from .base import AsyncStore, LockRequest, Meta, ReadResult
+from .base import AsyncStore, LockRequest, Meta, ReadResult, Stored
 
 
 class AsyncRowStore(RowAccess, AsyncStore):
@@ -24,6 +24,10 @@ class AsyncRowStore(RowAccess, AsyncStore):
 
     async def read(self, key: str, lock: LockRequest | None = None) -> ReadResult:
         return await arun_blocking(self, self._read, key, lock)
+
+    async def read_many(self, keys: list[str]) -> list[Stored | None]:
+        """The records under ``keys``, without locks (admin): one blocking call for all."""
+        return await arun_blocking(self, self._read_many, keys)
 
     async def write(
         self,
@@ -49,6 +53,15 @@ class AsyncRowStore(RowAccess, AsyncStore):
 
     async def gc(self) -> int:
         return await arun_blocking(self, self.delete_expired, self.clock())
+
+    # unasync: batches = self.expired_batches -> yield from self.expired_batches
+    async def gc_batches(self) -> AsyncIterator[int]:
+        """:meth:`gc` batch by batch: yields each batch's count of deleted sessions.
+
+        Each batch is one step of the blocking :meth:`expired_batches`, a call of its own."""
+        batches = self.expired_batches(self.clock())
+        while (n := await arun_blocking(self, next, batches, None)) is not None:  # unasync: drop
+            yield n  # unasync: drop
 
     async def validate_id(self, key: str) -> bool:
         return await arun_blocking(self, self._validate_id, key)

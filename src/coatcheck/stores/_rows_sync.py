@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from ._blocking import run_blocking
 from ._rows import RowAccess
-from .base import LockRequest, Meta, ReadResult, Store
+from .base import LockRequest, Meta, ReadResult, Store, Stored
 
 
 class RowStore(RowAccess, Store):
@@ -25,6 +25,10 @@ class RowStore(RowAccess, Store):
 
     def read(self, key: str, lock: LockRequest | None = None) -> ReadResult:
         return run_blocking(self, self._read, key, lock)
+
+    def read_many(self, keys: list[str]) -> list[Stored | None]:
+        """The records under ``keys``, without locks (admin): one blocking call for all."""
+        return run_blocking(self, self._read_many, keys)
 
     def write(
         self,
@@ -48,6 +52,12 @@ class RowStore(RowAccess, Store):
 
     def gc(self) -> int:
         return run_blocking(self, self.delete_expired, self.clock())
+
+    def gc_batches(self) -> Iterator[int]:
+        """:meth:`gc` batch by batch: yields each batch's count of deleted sessions.
+
+        Each batch is one step of the blocking :meth:`expired_batches`, a call of its own."""
+        yield from self.expired_batches(self.clock())
 
     def validate_id(self, key: str) -> bool:
         return run_blocking(self, self._validate_id, key)

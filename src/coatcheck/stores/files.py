@@ -16,7 +16,7 @@ import errno
 import fcntl
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -26,7 +26,6 @@ import orjson
 from ..errors import ConfigError, StoreUnavailable
 from ..ids import check_storage_key
 from ..locks import Row
-from ._blocking import arun_blocking
 from ._rows import NO_ROWS, Part, RowAccess, Rows
 from ._rows_async import AsyncRowStore
 from ._rows_sync import RowStore
@@ -194,19 +193,9 @@ class _Files(RowAccess):
 class FileStore(_Files, RowStore):
     """Sessions as files in one directory (created, 0700, by the first write)."""
 
-    def gc_batches(self) -> Iterator[int]:
-        """:meth:`gc` batch by batch: yields each batch's count of deleted sessions."""
-        yield from self.expired_batches(self.clock())
-
 
 class AsyncFileStore(_Files, AsyncRowStore):
     """:class:`FileStore` for asyncio: each call runs in a worker thread."""
-
-    async def gc_batches(self) -> AsyncIterator[int]:
-        """:meth:`gc` batch by batch: yields each batch's count of deleted sessions."""
-        batches = self.expired_batches(self.clock())
-        while (removed := await arun_blocking(self, lambda: next(batches, None))) is not None:
-            yield removed
 
 
 def _parse(url: str) -> tuple[str, int]:

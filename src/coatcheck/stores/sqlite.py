@@ -34,7 +34,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -401,10 +401,10 @@ class _SQLite(RowAccess):
             removed = self._delete_batch(now, size)
             if removed is None:
                 return
+            pace.done(removed, time.perf_counter() - started)  # the DELETE's time alone
             yield removed
             if removed < size:
                 return
-            pace.done(removed, time.perf_counter() - started)
 
     def _delete_batch(self, now: float, size: int) -> int | None:
         """One indexed DELETE of up to ``size`` expired rows, sized by GcPace to take about
@@ -468,14 +468,6 @@ class SQLiteStore(_SQLite, RowStore):
         """Whether the table exists; creates nothing."""
         return self.schema_ready()
 
-    def read_many(self, keys: list[str]) -> list[Stored | None]:
-        """The records under ``keys``, a few hundred per query, without locks (admin)."""
-        return self._read_many(keys)
-
-    def gc_batches(self) -> Iterator[int]:
-        """:meth:`gc` batch by batch: yields each batch's count of deleted sessions."""
-        yield from self.expired_batches(self.clock())
-
     def gc_pending(self) -> int:
         """How many expired records :meth:`gc` would delete now."""
         return self.count_expired(self.clock())
@@ -491,23 +483,6 @@ class AsyncSQLiteStore(_SQLite, AsyncRowStore):
     async def has_schema(self) -> bool:
         """Whether the table exists; creates nothing."""
         return await arun_blocking(self, self.schema_ready)
-
-    async def read_many(self, keys: list[str]) -> list[Stored | None]:
-        """The records under ``keys``, a few hundred per query, without locks (admin)."""
-        return await arun_blocking(self, self._read_many, keys)
-
-    async def gc_batches(self) -> AsyncIterator[int]:
-        """:meth:`gc` batch by batch: yields each batch's count of deleted sessions."""
-        now, pace = self.clock(), GcPace()
-        while True:
-            size, started = pace.size, time.perf_counter()
-            removed = await arun_blocking(self, self._delete_batch, now, size)
-            if removed is None:
-                return
-            yield removed
-            if removed < size:
-                return
-            pace.done(removed, time.perf_counter() - started)
 
     async def gc_pending(self) -> int:
         """How many expired records :meth:`gc` would delete now."""

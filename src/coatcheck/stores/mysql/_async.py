@@ -238,8 +238,7 @@ class AsyncMySQLStore(AsyncStore):
 
     async def gc_pending(self) -> int:
         """How many expired rows :meth:`gc` would delete now (an index range count)."""
-        query = f"SELECT COUNT(*) FROM `{self.table}` WHERE expires_at <= %(now)s"
-        result = await self._execute(query, {"now": self.clock()})
+        result = await self._execute(self._sql.count_expired, {"now": self.clock()})
         return int(result.rows[0][0]) if result.rows else 0
 
     async def has_schema(self) -> bool:

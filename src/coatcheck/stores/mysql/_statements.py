@@ -178,6 +178,7 @@ class Sql:
         self.gc_leases = f"DELETE FROM {lt} WHERE lease_until <= %(now)s"
         self.validate = f"SELECT 1 FROM {t} WHERE storage_key = %(key)s AND expires_at > %(now)s"
         self.count = f"SELECT COUNT(*) FROM {t} WHERE expires_at > %(now)s"
+        self.count_expired = f"SELECT COUNT(*) FROM {t} WHERE expires_at <= %(now)s"
         self.scan = (
             "SELECT s.storage_key, s.expires_at, LENGTH(s.payload), l.lease_until > %(now)s"
             f" FROM {t} s LEFT JOIN {lt} l ON l.storage_key = s.storage_key"

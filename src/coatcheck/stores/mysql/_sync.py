@@ -233,8 +233,7 @@ class MySQLStore(Store):
 
     def gc_pending(self) -> int:
         """How many expired rows :meth:`gc` would delete now (an index range count)."""
-        query = f"SELECT COUNT(*) FROM `{self.table}` WHERE expires_at <= %(now)s"
-        result = self._execute(query, {"now": self.clock()})
+        result = self._execute(self._sql.count_expired, {"now": self.clock()})
         return int(result.rows[0][0]) if result.rows else 0
 
     def has_schema(self) -> bool:

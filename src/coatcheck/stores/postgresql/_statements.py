@@ -178,6 +178,8 @@ class Statements:
         )
         self.validate = f"SELECT 1 FROM {t} WHERE key = %b AND expires_at > %b"
         self.count = f"SELECT count(*) FROM {t} WHERE expires_at > %b"
+        self.count_expired = f"SELECT count(*) FROM {t} WHERE expires_at <= %b"
+        self.has_table = "SELECT to_regclass(%b) IS NOT NULL"  # the quoted name, bound
         self.scan = (
             "SELECT key, expires_at, octet_length(payload), lock_token IS NOT NULL"
             f" AND lock_until > %(now)b FROM {t} WHERE key > %(after)b AND expires_at > %(now)b"
@@ -269,6 +271,9 @@ class Statements:
 
     def release_query(self, key: str, token: str) -> tuple[str, dict[str, Any]]:
         return self.release, {"key": key_bytes(key), "tok": token}
+
+    def has_table_query(self) -> tuple[str, tuple[str]]:
+        return self.has_table, (f'"{self.table}"',)
 
     @staticmethod
     def meta(row: tuple[Any, ...]) -> Meta:

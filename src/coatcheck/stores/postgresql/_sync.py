@@ -248,14 +248,12 @@ class PostgreSQLStore(Store):
 
     def gc_pending(self) -> int:
         """How many expired rows :meth:`gc` would delete now (an index range count)."""
-        query = f'SELECT count(*) FROM "{self.q.table}" WHERE expires_at <= %b'
-        rows, _ = self._run(query, (self.clock(),), doing="count")
+        rows, _ = self._run(self.q.count_expired, (self.clock(),), doing="count")
         return int(rows[0][0]) if rows else 0
 
     def has_schema(self) -> bool:
         """Whether the table exists (``coatcheck init`` or a first write made it)."""
-        query = "SELECT to_regclass(%b) IS NOT NULL"
-        rows, _ = self._run(query, (f'"{self.q.table}"',), doing="look up the table")
+        rows, _ = self._run(*self.q.has_table_query(), doing="look up the table")
         return bool(rows and rows[0][0])
 
     def validate_id(self, key: str) -> bool:
