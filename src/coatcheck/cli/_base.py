@@ -59,6 +59,18 @@ def store_option(f: F) -> F:
     return option(f)
 
 
+def count_option(flag: str, default: int, help: str, *, least: int = 1) -> Callable[[F], F]:
+    """An option taking a whole number N >= ``least`` (``--limit N``, ``--sessions N``)."""
+    return click.option(
+        flag,
+        type=click.IntRange(min=least),
+        default=default,
+        show_default=True,
+        metavar="N",
+        help=help,
+    )
+
+
 def output_options(f: F) -> F:
     """``--plain`` and ``--json``: how the command prints its result."""
     f = click.option(

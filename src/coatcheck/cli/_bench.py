@@ -9,29 +9,15 @@ import click
 
 from .. import Client, Config, SessionManager
 from ..ids import storage_key
-from ._base import Output, opened, output_options, store_option
+from ._base import Output, count_option, opened, output_options, store_option
 
 CLIENT = Client("coatcheck bench")
 
 
 @click.command("bench", short_help="Time the session cycle on a store.")
 @store_option
-@click.option(
-    "--sessions",
-    type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    metavar="N",
-    help="Sessions to make.",
-)
-@click.option(
-    "--requests",
-    type=click.IntRange(min=1),
-    default=1000,
-    show_default=True,
-    metavar="N",
-    help="Cycles to time.",
-)
+@count_option("--sessions", 100, "Sessions to make.")
+@count_option("--requests", 1000, "Cycles to time.")
 @output_options
 def bench(url: str, sessions: int, requests: int, plain: bool, as_json: bool) -> None:
     """Time the session cycle on a store: start, set a key, write_close.

@@ -12,7 +12,16 @@ from .. import codec, users
 from ..config import Config
 from ..contract import Meta
 from ..stores.base import Store
-from ._base import Failure, Output, opened, output_options, store_option, when
+from ._base import (
+    F,
+    Failure,
+    Output,
+    count_option,
+    opened,
+    output_options,
+    store_option,
+    when,
+)
 from ._records import Record, listing_order, load, load_all, resolve
 
 IDLE_TIMEOUT = Config().idle_timeout
@@ -20,7 +29,8 @@ KEY_SHOWN = 12  # characters of a storage key that ls shows
 LIMIT = 50  # sessions per page of ls
 
 
-def idle_option(f: Any) -> Any:
+def idle_option(f: F) -> F:
+    """``--idle-timeout SECONDS``: the app's, to tell a session's last access from its deadline."""
     return click.option(
         "--idle-timeout",
         type=click.FloatRange(min=0, min_open=True),
@@ -38,22 +48,8 @@ def idle_option(f: Any) -> Any:
 @store_option
 @click.option("--user", metavar="USER", help="Only the sessions of this logged-in user.")
 @click.option("--expired", is_flag=True, help="Only expired sessions still kept (database_ttl).")
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=LIMIT,
-    show_default=True,
-    metavar="N",
-    help="Sessions per page.",
-)
-@click.option(
-    "--offset",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    metavar="N",
-    help="Where the page starts (see above).",
-)
+@count_option("--limit", LIMIT, "Sessions per page.")
+@count_option("--offset", 0, "Where the page starts (see above).", least=0)
 @idle_option
 @output_options
 def ls(

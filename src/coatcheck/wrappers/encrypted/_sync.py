@@ -10,6 +10,7 @@ from ...contract import LockRequest, Meta, ReadResult, Stored
 from ...crypto import Key, Keyring
 from ...errors import ConfigError, VersionMismatch
 from ...stores.base import Store
+from .._inner import forward
 from ._cipher import RecordCipher
 
 log = logging.getLogger("coatcheck")
@@ -42,21 +43,14 @@ class EncryptedStore(Store):
             self.cipher = RecordCipher(keys, read_plaintext=read_plaintext)
         self.shared = inner.shared
         self.expires_itself = inner.expires_itself
-        create_schema = getattr(inner, "create_schema", None)  # for `coatcheck init`
-        if create_schema is not None:
-            self.create_schema = create_schema
-        # lock hand-over (Redis, PostgreSQL): waiters sleep until a release, not poll
-        wait_for_release = getattr(inner, "wait_for_release", None)
-        if wait_for_release is not None:
-            self.wait_for_release = wait_for_release
-        # a PHP-shaped handler (coatcheck.handlers) opens once per request: each request gets
-        # the inner store's view, wrapped with the same cipher, and ends it the same way
+        # `coatcheck init`, the lock hand-over (Redis, PostgreSQL: waiters sleep until a
+        # release, not poll), the end of a PHP-shaped handler's request: all the inner store's
+        forward(self, inner, "create_schema", "wait_for_release", "end_request")
+        # such a handler (coatcheck.handlers) opens once per request: each request gets the
+        # inner store's view, wrapped with the same cipher
         request_scope = getattr(inner, "request_scope", None)
         if request_scope is not None:
             self.request_scope = lambda: type(self)(request_scope(), self.cipher)
-        end_request = getattr(inner, "end_request", None)
-        if end_request is not None:
-            self.end_request = end_request
 
     @property
     def clock(self) -> Callable[[], float]:

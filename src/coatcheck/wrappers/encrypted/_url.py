@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import unquote_plus
 
 from ...crypto import keys_from_env
 from ...errors import ConfigError
 from ...stores.base import AsyncStore, Store
+from .._options import take_options
 from ._async import AsyncEncryptedStore
 from ._cipher import RecordCipher
 from ._sync import EncryptedStore
@@ -43,24 +43,9 @@ def split_url(url: str) -> tuple[str, Encryption | None]:
     ConfigError when ``encrypt`` is not ``env:VARIABLE``, the variable holds no usable key,
     or ``encrypt_read_plaintext`` comes without ``encrypt``. Other options stay as written.
     """
-    base, qmark, rest = url.partition("?")
-    if not qmark or "encrypt" not in rest:
-        return url, None
-    query, hash_, fragment = rest.partition("#")
-    kept: list[str] = []
-    taken: dict[str, str] = {}
-    for part in query.split("&"):
-        name, _, value = part.partition("=")
-        name = unquote_plus(name)
-        if name not in OPTIONS:
-            kept.append(part)
-        elif name in taken:
-            raise ConfigError(f"store URL option {name!r} given twice")
-        else:
-            taken[name] = unquote_plus(value)
+    left, taken = take_options(url, OPTIONS)
     if not taken:
         return url, None
-    left = base + ("?" + "&".join(kept) if kept else "") + hash_ + fragment
     return left, _encryption(taken)
 
 

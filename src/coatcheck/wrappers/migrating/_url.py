@@ -14,6 +14,7 @@ from urllib.parse import unquote_plus
 
 from ...errors import ConfigError
 from ...stores.base import AsyncStore, Store
+from .._options import take_options
 from ._async import AsyncMigratingStore
 from ._sync import MigratingStore
 
@@ -40,24 +41,10 @@ def split_url(url: str) -> tuple[str, Migration | None]:
     ConfigError when the option is not ``env:VARIABLE``, the variable is unset or empty, or
     its URL asks for a migration of its own.
     """
-    base, qmark, rest = url.partition("?")
-    if not qmark or OPTION not in rest:
+    left, taken = take_options(url, (OPTION,))
+    if not taken:
         return url, None
-    query, hash_, fragment = rest.partition("#")
-    kept: list[str] = []
-    found: list[str] = []
-    for part in query.split("&"):
-        name, _, value = part.partition("=")
-        if unquote_plus(name) == OPTION:
-            found.append(unquote_plus(value))
-        else:
-            kept.append(part)
-    if not found:
-        return url, None
-    if len(found) > 1:
-        raise ConfigError(f"store URL option {OPTION!r} given twice")
-    left = base + ("?" + "&".join(kept) if kept else "") + hash_ + fragment
-    return left, Migration(_target_url(found[0]))
+    return left, Migration(_target_url(taken[OPTION]))
 
 
 def _target_url(source: str) -> str:
