@@ -35,7 +35,7 @@ from coatcheck import (
 from coatcheck.handlers import AsyncHandlerStore, HandlerStore, SessionHandler
 from coatcheck.ids import storage_key
 from coatcheck.testing import StoreUnderTest, conformance_suite
-from coatcheck.wrappers import EncryptedStore
+from coatcheck.wrappers import EncryptedStore, MigratingStore
 
 from .services import MYSQL_URL, REDIS_URL, require
 
@@ -573,3 +573,22 @@ def test_an_encrypted_handler_store_keeps_phps_order(recorded: str) -> None:
     _one_request(_methods())
     assert m.start(s.id, read_only=True)["n"] == 2
     _one_request(_methods())
+
+
+def test_a_migrating_store_over_a_handler_keeps_phps_order(recorded: str, tmp_path: Any) -> None:
+    # moving away from a PHP-shaped handler: each request opens and closes it once, as alone
+    store = MigratingStore(
+        HandlerStore(lambda: Recorded(SEED_001.connect(**MYSQL), recorded)),
+        open_store(f"sqlite:///{tmp_path / 'new.db'}"),
+    )
+    m = SessionManager(store, Config(gc_probability=0))
+    with m.start() as s:
+        s["n"] = 1
+    _one_request(_methods())
+    with m.start(s.id) as again:
+        again["n"] += 1
+    _one_request(_methods())
+    assert m.start(s.id, read_only=True)["n"] == 2
+    _one_request(_methods())
+    assert store.failures == 0
+    assert store.new.read(storage_key(s.id)) is not None  # the new store got the writes

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from ...contract import MUST_CREATE, LockRequest, Meta, ReadResult, Stored
 from ...errors import ConfigError, VersionMismatch
 from ...stores.base import AsyncStore
+from .._inner import forward
 from ..encrypted import UNREADABLE
 from ._failures import Failures
 from ._report import CopyReport, Outcome, Progress, check_pair
@@ -42,9 +43,24 @@ class AsyncMigratingStore(AsyncStore):
         if hasattr(old, "create_schema") or hasattr(new, "create_schema"):
             self.create_schema = self._create_schemas  # for `coatcheck init`: both stores
         # lock hand-over (Redis, PostgreSQL): locks are the old store's, so are its wake-ups
-        wait_for_release = getattr(old, "wait_for_release", None)
-        if wait_for_release is not None:
-            self.wait_for_release = wait_for_release
+        forward(self, old, "wait_for_release")
+        # a PHP-shaped handler (coatcheck.handlers) opens once per request: each request gets
+        # a wrapper over the two stores' own views, and ends both
+        if hasattr(old, "request_scope") or hasattr(new, "request_scope"):
+            self.request_scope = self._request_scope
+        if hasattr(old, "end_request") or hasattr(new, "end_request"):
+            self.end_request = self._end_request
+
+    def _request_scope(self) -> AsyncMigratingStore:
+        view = type(self)(_scoped(self.old), _scoped(self.new))
+        view._failures = self._failures  # one count for the wrapper and its views
+        return view
+
+    async def _end_request(self) -> None:
+        for store in (self.old, self.new):
+            end = getattr(store, "end_request", None)
+            if end is not None:
+                await end()
 
     @property
     def failures(self) -> int:
@@ -247,3 +263,9 @@ async def _settle(source: AsyncStore, target: AsyncStore, key: str, copied: Stor
         await target.destroy(key)
     elif now.expires_at > copied.expires_at:
         await target.update_timestamp(key, now.expires_at)
+
+
+def _scoped(store: AsyncStore) -> AsyncStore:
+    """``store``'s view for one request, when it gives one (a PHP-shaped handler)."""
+    scope: Callable[[], AsyncStore] | None = getattr(store, "request_scope", None)
+    return store if scope is None else scope()
