@@ -51,3 +51,9 @@ LOCKED: Final = _Locked.LOCKED
 """Returned by ``read`` when another request holds a live lease on the session."""
 
 ReadResult = Stored | None | _Locked
+
+
+def as_stored(result: object) -> Stored | None:
+    """A read's result as a record, or None: no record, and :data:`LOCKED` too, for readers
+    that take no lock (listings, ``read_many``), where another request's lock means nothing."""
+    return result if isinstance(result, Stored) else None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import record
-from ..contract import Meta, Stored
+from ..contract import Meta, Stored, as_stored
 from ..stores.base import Store
 from ._base import Failure
 
@@ -91,8 +91,7 @@ _CHUNK = 500
 
 def load(store: Store, meta: Meta, now: float) -> Record | None:
     """The record ``meta`` describes, read now; None if it is gone (or expired) since."""
-    got = store.read(meta.key)
-    return _record(meta, got if isinstance(got, Stored) else None, now)
+    return _record(meta, as_stored(store.read(meta.key)), now)
 
 
 def _record(meta: Meta, got: Stored | None, now: float) -> Record | None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Final, Literal
 
-from ..contract import LOCKED, LockRequest, Meta, ReadResult, Stored
+from ..contract import LOCKED, LockRequest, Meta, ReadResult, Stored, as_stored
 from ..ids import check_storage_key
 from ..locks import Row, check_write, holds, try_lock
 
@@ -110,11 +110,7 @@ class RowAccess(abc.ABC):
         """read_many: the records under ``keys``, without locks (admin); a row per key here."""
         for key in keys:
             check_storage_key(key)  # every key checked before any is read
-        found: list[Stored | None] = []
-        for key in keys:
-            got = self._read(key, None)  # never LOCKED: no lock asked
-            found.append(got if isinstance(got, Stored) else None)
-        return found
+        return [as_stored(self._read(key, None)) for key in keys]
 
     def _write(
         self, key: str, payload: bytes, expires_at: float, expect: int | None, token: str | None

@@ -29,7 +29,16 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
 from .. import ids
-from ..contract import LOCKED, MUST_CREATE, MUST_EXIST, LockRequest, Meta, ReadResult, Stored
+from ..contract import (
+    LOCKED,
+    MUST_CREATE,
+    MUST_EXIST,
+    LockRequest,
+    Meta,
+    ReadResult,
+    Stored,
+    as_stored,
+)
 
 # The contract's types are re-exported: a store author imports the whole contract from here.
 __all__ = [
@@ -42,6 +51,7 @@ __all__ = [
     "ReadResult",
     "Store",
     "Stored",
+    "as_stored",
 ]
 
 
@@ -90,11 +100,7 @@ class Store(_Common, abc.ABC):
         :meth:`read`, a record past its ``expires_at`` may be returned or read as None. A key
         that is not a storage key raises ValueError, as it does in every other call.
         """
-        found: list[Stored | None] = []
-        for key in keys:
-            got = self.read(key)
-            found.append(got if isinstance(got, Stored) else None)
-        return found
+        return [as_stored(self.read(key)) for key in keys]
 
     @abc.abstractmethod
     def write(
@@ -168,11 +174,7 @@ class AsyncStore(_Common, abc.ABC):
 
     async def read_many(self, keys: list[str]) -> list[Stored | None]:
         """:meth:`Store.read_many`: optional, admin only; this default reads one key at a time."""
-        found: list[Stored | None] = []
-        for key in keys:
-            got = await self.read(key)
-            found.append(got if isinstance(got, Stored) else None)
-        return found
+        return [as_stored(await self.read(key)) for key in keys]
 
     @abc.abstractmethod
     async def write(

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import ids
-from ..contract import MUST_CREATE, Stored
+from ..contract import MUST_CREATE, as_stored
 from ..errors import (
     ConfigError,
     Conflict,
@@ -184,7 +184,7 @@ class AsyncTokens:
         """
         family_id, secret = parse_refresh(refresh_token)
         key = family_key(family_id)
-        stored = _stored(await self.store.read(key))
+        stored = as_stored(await self.store.read(key))
         now = self.clock()
         family = Family.load(stored, now)
         if family is None or stored is None:
@@ -235,7 +235,8 @@ class AsyncTokens:
         return family_key(family_id), secret_hash(secret)
 
     async def _revocations(self, subject: str) -> Revocations | None:
-        return Revocations.load(_stored(await self.store.read(subject_key(subject))), self.clock())
+        got = await self.store.read(subject_key(subject))
+        return Revocations.load(as_stored(got), self.clock())
 
     async def _revoke_family(
         self, key: str, proof: str | None = None
@@ -247,7 +248,7 @@ class AsyncTokens:
         one or one it exchanged, else InvalidToken: a family id alone revokes nothing.
         """
         for _ in range(ATTEMPTS):
-            stored = _stored(await self.store.read(key))
+            stored = as_stored(await self.store.read(key))
             family = Family.load(stored, self.clock())
             if family is None or stored is None:
                 return None, {}
@@ -273,7 +274,7 @@ class AsyncTokens:
     ) -> None:
         key = subject_key(subject)
         for _ in range(ATTEMPTS):
-            stored = _stored(await self.store.read(key))
+            stored = as_stored(await self.store.read(key))
             now = self.clock()
             revocations = Revocations.load(stored, now) or Revocations()
             change(revocations)
@@ -288,10 +289,6 @@ class AsyncTokens:
             except VersionMismatch:
                 continue
         raise Conflict("the revocation record kept changing under concurrent updates; try again")
-
-
-def _stored(result: object) -> Stored | None:
-    return result if isinstance(result, Stored) else None
 
 
 def _identity(claims: Mapping[str, Any]) -> tuple[str, str, float]:

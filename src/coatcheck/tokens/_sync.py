@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import ids
-from ..contract import MUST_CREATE, Stored
+from ..contract import MUST_CREATE, as_stored
 from ..errors import (
     ConfigError,
     Conflict,
@@ -183,7 +183,7 @@ class Tokens:
         """
         family_id, secret = parse_refresh(refresh_token)
         key = family_key(family_id)
-        stored = _stored(self.store.read(key))
+        stored = as_stored(self.store.read(key))
         now = self.clock()
         family = Family.load(stored, now)
         if family is None or stored is None:
@@ -234,7 +234,8 @@ class Tokens:
         return family_key(family_id), secret_hash(secret)
 
     def _revocations(self, subject: str) -> Revocations | None:
-        return Revocations.load(_stored(self.store.read(subject_key(subject))), self.clock())
+        got = self.store.read(subject_key(subject))
+        return Revocations.load(as_stored(got), self.clock())
 
     def _revoke_family(
         self, key: str, proof: str | None = None
@@ -246,7 +247,7 @@ class Tokens:
         one or one it exchanged, else InvalidToken: a family id alone revokes nothing.
         """
         for _ in range(ATTEMPTS):
-            stored = _stored(self.store.read(key))
+            stored = as_stored(self.store.read(key))
             family = Family.load(stored, self.clock())
             if family is None or stored is None:
                 return None, {}
@@ -268,7 +269,7 @@ class Tokens:
     def _update_revocations(self, subject: str, change: Callable[[Revocations], None]) -> None:
         key = subject_key(subject)
         for _ in range(ATTEMPTS):
-            stored = _stored(self.store.read(key))
+            stored = as_stored(self.store.read(key))
             now = self.clock()
             revocations = Revocations.load(stored, now) or Revocations()
             change(revocations)
@@ -283,10 +284,6 @@ class Tokens:
             except VersionMismatch:
                 continue
         raise Conflict("the revocation record kept changing under concurrent updates; try again")
-
-
-def _stored(result: object) -> Stored | None:
-    return result if isinstance(result, Stored) else None
 
 
 def _identity(claims: Mapping[str, Any]) -> tuple[str, str, float]:

@@ -17,7 +17,7 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from .._handover import AsyncHandover
-from ..base import AsyncStore, LockRequest, Meta, ReadResult, Stored
+from ..base import AsyncStore, LockRequest, Meta, ReadResult, Stored, as_stored
 from ._clients import ERRORS, AsyncClientLock, async_client, unavailable
 from ._config import Settings
 from ._listen import AsyncFeed
@@ -135,7 +135,7 @@ class AsyncRedisStore(AsyncStore):
             replies = await pipe.execute()
         except ERRORS as e:
             raise unavailable(self.settings, e, "read") from e
-        return [_stored(decode_read(raw, now)) for raw in replies]
+        return [as_stored(decode_read(raw, now)) for raw in replies]
 
     async def write(
         self,
@@ -244,8 +244,3 @@ class AsyncRedisStore(AsyncStore):
         metas = to_metas(self.keys, names, replies, self.clock())
         names.clear()
         return metas
-
-
-def _stored(result: ReadResult) -> Stored | None:
-    """A plain HMGET's result: a record or None (LOCKED comes only from the lock script)."""
-    return result if isinstance(result, Stored) else None

@@ -18,7 +18,7 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from .._handover import Handover
-from ..base import LockRequest, Meta, ReadResult, Store, Stored
+from ..base import LockRequest, Meta, ReadResult, Store, Stored, as_stored
 from ._clients import ERRORS, ClientLock, sync_client, unavailable
 from ._config import Settings
 from ._listen import Feed
@@ -134,7 +134,7 @@ class RedisStore(Store):
             replies = pipe.execute()
         except ERRORS as e:
             raise unavailable(self.settings, e, "read") from e
-        return [_stored(decode_read(raw, now)) for raw in replies]
+        return [as_stored(decode_read(raw, now)) for raw in replies]
 
     def write(
         self,
@@ -239,8 +239,3 @@ class RedisStore(Store):
         metas = to_metas(self.keys, names, replies, self.clock())
         names.clear()
         return metas
-
-
-def _stored(result: ReadResult) -> Stored | None:
-    """A plain HMGET's result: a record or None (LOCKED comes only from the lock script)."""
-    return result if isinstance(result, Stored) else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 
-from ...contract import LockRequest, Meta, ReadResult, Stored
+from ...contract import LockRequest, Meta, ReadResult, Stored, as_stored
 from ...crypto import Key, Keyring
 from ...errors import ConfigError, VersionMismatch
 from ...stores.base import AsyncStore
@@ -75,11 +75,8 @@ class AsyncEncryptedStore(AsyncStore):
     async def read_many(self, keys: list[str]) -> list[Stored | None]:
         """The inner store's :meth:`~coatcheck.stores.base.AsyncStore.read_many` (its batch
         query, where it has one), each record opened as :meth:`read` opens it (admin)."""
-        found: list[Stored | None] = []
-        for key, got in zip(keys, await self.inner.read_many(keys), strict=True):
-            opened = self.cipher.opened(key, got)
-            found.append(opened if isinstance(opened, Stored) else None)
-        return found
+        got = await self.inner.read_many(keys)
+        return [as_stored(self.cipher.opened(k, g)) for k, g in zip(keys, got, strict=True)]
 
     async def write(
         self,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 
-from ...contract import LockRequest, Meta, ReadResult, Stored
+from ...contract import LockRequest, Meta, ReadResult, Stored, as_stored
 from ...crypto import Key, Keyring
 from ...errors import ConfigError, VersionMismatch
 from ...stores.base import Store
@@ -76,11 +76,8 @@ class EncryptedStore(Store):
     def read_many(self, keys: list[str]) -> list[Stored | None]:
         """The inner store's :meth:`~coatcheck.stores.base.Store.read_many` (its batch
         query, where it has one), each record opened as :meth:`read` opens it (admin)."""
-        found: list[Stored | None] = []
-        for key, got in zip(keys, self.inner.read_many(keys), strict=True):
-            opened = self.cipher.opened(key, got)
-            found.append(opened if isinstance(opened, Stored) else None)
-        return found
+        got = self.inner.read_many(keys)
+        return [as_stored(self.cipher.opened(k, g)) for k, g in zip(keys, got, strict=True)]
 
     def write(
         self,
