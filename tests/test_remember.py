@@ -28,3 +28,29 @@ def test_forget_undoes_remember_and_sends_a_browser_session_cookie() -> None:
     again.write_close()
     now[0] += 601  # the configured idle timeout holds on the server
     assert manager.start(sid).is_expired
+
+
+def test_remember_with_the_timeouts_it_has_writes_nothing() -> None:
+    """An app that calls remember() on every request ("remember me" kept on) must not turn
+    each lazy touch into a full write (nor, when logged in, an update of the user's index)."""
+    now = [1_000_000.0]
+    store = MemoryStore()
+    manager = SessionManager(store, Config(idle_timeout=600), clock=lambda: now[0])
+    s = manager.start(None)
+    s["user"] = "ada"
+    s.remember(7200, 86400)
+    s.write_close()
+    sid = s.id
+    version = store.read(s.storage_key).version  # type: ignore[union-attr]
+    now[0] += 5  # within touch_threshold: nothing to touch either
+    again = manager.start(sid)
+    again.remember(7200, 86400)
+    again.write_close()
+    assert store.read(s.storage_key).version == version  # type: ignore[union-attr]
+    assert again.cookie_max_age is not None and again.cookie_max_age > 7190
+    now[0] += 5
+    changed = manager.start(sid)
+    changed.remember(3600)  # other timeouts: written
+    changed.write_close()
+    assert store.read(s.storage_key).version == version + 1  # type: ignore[union-attr]
+    assert manager.start(sid).idle_timeout == 3600

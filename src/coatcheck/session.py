@@ -782,6 +782,8 @@ class _Base(MutableMapping[str, Any], Generic[S]):
         if idle <= 0 or (absolute is not None and absolute <= 0):
             raise ValueError("remember() timeouts must be greater than 0")
         header = self._core.state.header
+        if header.idle == idle and header.absolute == absolute and not header.browser:
+            return  # as it is stored: no write for it (and no index update for a login)
         header.idle, header.absolute, header.browser = idle, absolute, False
         self._core.state.header_dirty = True
 
