@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from .contract import LockRequest, ReadResult, Stored
-from .stores.base import AsyncStore, Store
+from .stores.base import AsyncStore, Store, aend_request, end_request
 
 
 @dataclass(slots=True)
@@ -227,20 +227,6 @@ async def run_async(store: AsyncStore, flow: Flow[T]) -> T:
     except BaseException:
         await aend_request(store)
         raise
-
-
-def end_request(store: Store) -> None:
-    """PHP's order: a store that opens a handler per request (``request_scope``, as in
-    coatcheck.handlers) closes it once the session is closed or a store call failed."""
-    end = getattr(store, "end_request", None)
-    if end is not None:
-        end()
-
-
-async def aend_request(store: AsyncStore) -> None:
-    end = getattr(store, "end_request", None)
-    if end is not None:
-        await end()
 
 
 __all__ = [

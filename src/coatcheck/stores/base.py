@@ -27,6 +27,7 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TypeVar
 
 from .. import ids
 from ..contract import (
@@ -51,7 +52,10 @@ __all__ = [
     "ReadResult",
     "Store",
     "Stored",
+    "aend_request",
     "as_stored",
+    "end_request",
+    "request_view",
 ]
 
 
@@ -216,3 +220,32 @@ class AsyncStore(_Common, abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+# --- the per-request hooks (optional) --------------------------------------------------------
+# A store that opens something per request (a PHP-shaped handler, coatcheck.handlers) has
+# ``request_scope()``, giving a view for one request, and ``end_request()``, ending it. Every
+# caller (the session manager, the wrappers) goes through these, so none asks by hand.
+
+AnyStore = TypeVar("AnyStore", Store, AsyncStore)
+
+
+def request_view(store: AnyStore) -> AnyStore:
+    """``store``'s view for one request, when it gives one (``request_scope``); else itself."""
+    scope: Callable[[], AnyStore] | None = getattr(store, "request_scope", None)
+    return store if scope is None else scope()
+
+
+def end_request(store: Store) -> None:
+    """PHP's order: a store that opens a handler per request closes it once the session is
+    closed or a store call failed (``end_request``); other stores have nothing to end."""
+    end = getattr(store, "end_request", None)
+    if end is not None:
+        end()
+
+
+async def aend_request(store: AsyncStore) -> None:
+    """:func:`end_request` for an asyncio store."""
+    end = getattr(store, "end_request", None)
+    if end is not None:
+        await end()

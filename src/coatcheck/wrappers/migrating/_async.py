@@ -1,12 +1,14 @@
 """The migrating wrapper and the copy, written once for sync and asyncio (scripts/unasync.py)."""
 
+# unasync: aend_request -> end_request
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
 from ...contract import MUST_CREATE, LockRequest, Meta, ReadResult, Stored
 from ...errors import ConfigError, VersionMismatch
-from ...stores.base import AsyncStore
+from ...stores.base import AsyncStore, aend_request, request_view
 from .._inner import forward
 from ..encrypted import UNREADABLE
 from ._failures import Failures
@@ -52,15 +54,13 @@ class AsyncMigratingStore(AsyncStore):
             self.end_request = self._end_request
 
     def _request_scope(self) -> AsyncMigratingStore:
-        view = type(self)(_scoped(self.old), _scoped(self.new))
+        view = type(self)(request_view(self.old), request_view(self.new))
         view._failures = self._failures  # one count for the wrapper and its views
         return view
 
     async def _end_request(self) -> None:
         for store in (self.old, self.new):
-            end = getattr(store, "end_request", None)
-            if end is not None:
-                await end()
+            await aend_request(store)
 
     @property
     def failures(self) -> int:
@@ -263,9 +263,3 @@ async def _settle(source: AsyncStore, target: AsyncStore, key: str, copied: Stor
         await target.destroy(key)
     elif now.expires_at > copied.expires_at:
         await target.update_timestamp(key, now.expires_at)
-
-
-def _scoped(store: AsyncStore) -> AsyncStore:
-    """``store``'s view for one request, when it gives one (a PHP-shaped handler)."""
-    scope: Callable[[], AsyncStore] | None = getattr(store, "request_scope", None)
-    return store if scope is None else scope()

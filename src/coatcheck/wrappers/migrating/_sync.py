@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 from ...contract import MUST_CREATE, LockRequest, Meta, ReadResult, Stored
 from ...errors import ConfigError, VersionMismatch
-from ...stores.base import Store
+from ...stores.base import Store, end_request, request_view
 from .._inner import forward
 from ..encrypted import UNREADABLE
 from ._failures import Failures
@@ -53,15 +53,13 @@ class MigratingStore(Store):
             self.end_request = self._end_request
 
     def _request_scope(self) -> MigratingStore:
-        view = type(self)(_scoped(self.old), _scoped(self.new))
+        view = type(self)(request_view(self.old), request_view(self.new))
         view._failures = self._failures  # one count for the wrapper and its views
         return view
 
     def _end_request(self) -> None:
         for store in (self.old, self.new):
-            end = getattr(store, "end_request", None)
-            if end is not None:
-                end()
+            end_request(store)
 
     @property
     def failures(self) -> int:
@@ -262,9 +260,3 @@ def _settle(source: Store, target: Store, key: str, copied: Stored) -> None:
         target.destroy(key)
     elif now.expires_at > copied.expires_at:
         target.update_timestamp(key, now.expires_at)
-
-
-def _scoped(store: Store) -> Store:
-    """``store``'s view for one request, when it gives one (a PHP-shaped handler)."""
-    scope: Callable[[], Store] | None = getattr(store, "request_scope", None)
-    return store if scope is None else scope()
