@@ -44,6 +44,7 @@ from coatcheck.wrappers.migrating import split_url
 
 from .services import require
 from .stores import CASES, StoreCase
+from .support.forwarding import Forwarding
 from .test_docs import _SERVER_URL, ROOT, read_blocks
 
 BY_NAME = {c.name: c for c in CASES}
@@ -181,42 +182,12 @@ def test_a_failing_new_store_never_fails_the_request(
     assert any(storage_key(sid) in text and "stale copy" in text for text in messages)
 
 
-class LosesWriteReplies(Store):
+class LosesWriteReplies(Forwarding):
     """A real store whose writes run, then lose their reply (as a network timeout does)."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
     def write(self, *args: Any, **kwargs: Any) -> int:
         self.inner.write(*args, **kwargs)
         raise StoreUnavailable("reply lost (timed out after the store ran the command)")
-
-    def read(self, key: str, lock: LockRequest | None = None) -> Any:
-        return self.inner.read(key, lock)
-
-    def update_timestamp(self, *args: Any, **kwargs: Any) -> None:
-        self.inner.update_timestamp(*args, **kwargs)
-
-    def release(self, key: str, token: str) -> None:
-        self.inner.release(key, token)
-
-    def destroy(self, key: str) -> None:
-        self.inner.destroy(key)
-
-    def gc(self) -> int:
-        return self.inner.gc()
-
-    def validate_id(self, key: str) -> bool:
-        return self.inner.validate_id(key)
-
-    def count(self) -> int:
-        return self.inner.count()
-
-    def scan(self) -> Any:
-        return self.inner.scan()
 
 
 def test_a_failed_write_drops_the_new_copy_and_the_next_copy_restores_it(url_of: Any) -> None:

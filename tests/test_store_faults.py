@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,19 +16,17 @@ from coatcheck.stores.base import LockRequest, ReadResult, Store
 
 from .services import require
 from .stores import CASES, StoreCase
+from .support.forwarding import Forwarding
 
 
-class Flaky(Store):
+class Flaky(Forwarding):
     """A real store whose next lock-taking read loses its reply, or whose releases fail."""
 
     def __init__(self, inner: Store) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.lose_next_locked_read = False
         self.releases_fail = False
         self.release_calls = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
     def read(self, key: str, lock: LockRequest | None = None) -> ReadResult:
         result = self.inner.read(key, lock)
@@ -43,27 +40,6 @@ class Flaky(Store):
         if self.releases_fail:
             raise StoreUnavailable("store unreachable")
         self.inner.release(key, token)
-
-    def write(self, *args: Any, **kwargs: Any) -> int:
-        return self.inner.write(*args, **kwargs)
-
-    def update_timestamp(self, *args: Any, **kwargs: Any) -> None:
-        self.inner.update_timestamp(*args, **kwargs)
-
-    def destroy(self, key: str) -> None:
-        self.inner.destroy(key)
-
-    def gc(self) -> int:
-        return self.inner.gc()
-
-    def validate_id(self, key: str) -> bool:
-        return self.inner.validate_id(key)
-
-    def count(self) -> int:
-        return self.inner.count()
-
-    def scan(self) -> Any:
-        return self.inner.scan()
 
 
 SERVERS = [c for c in CASES if c.name in ("sqlite", "redis", "postgresql", "mysql", "memcached")]
