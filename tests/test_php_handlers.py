@@ -34,6 +34,7 @@ from coatcheck import (
 )
 from coatcheck.handlers import AsyncHandlerStore, HandlerStore, SessionHandler
 from coatcheck.ids import storage_key
+from coatcheck.stores.base import Store
 from coatcheck.testing import StoreUnderTest, conformance_suite
 from coatcheck.wrappers import EncryptedStore, MigratingStore
 
@@ -564,6 +565,12 @@ def test_an_encrypted_handler_store_keeps_phps_order(recorded: str) -> None:
     store = EncryptedStore(
         HandlerStore(lambda: Recorded(SEED_001.connect(**MYSQL), recorded)), [b"k" * 32]
     )
+    _three_requests_in_phps_order(store)
+
+
+def _three_requests_in_phps_order(store: Store) -> str:
+    """A new session, a change, a read-only look: each request opens and closes the handler
+    once, in PHP's order. Returns the session id."""
     m = SessionManager(store, Config(gc_probability=0))
     with m.start() as s:
         s["n"] = 1
@@ -573,6 +580,7 @@ def test_an_encrypted_handler_store_keeps_phps_order(recorded: str) -> None:
     _one_request(_methods())
     assert m.start(s.id, read_only=True)["n"] == 2
     _one_request(_methods())
+    return s.id
 
 
 def test_a_migrating_store_over_a_handler_keeps_phps_order(recorded: str, tmp_path: Any) -> None:
@@ -581,14 +589,6 @@ def test_a_migrating_store_over_a_handler_keeps_phps_order(recorded: str, tmp_pa
         HandlerStore(lambda: Recorded(SEED_001.connect(**MYSQL), recorded)),
         open_store(f"sqlite:///{tmp_path / 'new.db'}"),
     )
-    m = SessionManager(store, Config(gc_probability=0))
-    with m.start() as s:
-        s["n"] = 1
-    _one_request(_methods())
-    with m.start(s.id) as again:
-        again["n"] += 1
-    _one_request(_methods())
-    assert m.start(s.id, read_only=True)["n"] == 2
-    _one_request(_methods())
+    sid = _three_requests_in_phps_order(store)
     assert store.failures == 0
-    assert store.new.read(storage_key(s.id)) is not None  # the new store got the writes
+    assert store.new.read(storage_key(sid)) is not None  # the new store got the writes
