@@ -29,6 +29,7 @@ is gone stay until their deadline passes, and are never shown.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from .config import Config
 from .contract import MUST_CREATE, Stored
 from .engine import expired
 from .errors import ConfigError, RetryLater, VersionMismatch
+from .locks import backoff
 from .ops import Flow
 from .record import Header
 from .stores.base import AsyncStore, Store
@@ -51,8 +53,9 @@ log = logging.getLogger("coatcheck")
 MAX_SESSIONS = 1000
 """Entries one user's index keeps; past it the oldest logins are logged out (their sessions
 destroyed), so the index record stays small enough for every store."""
-CAS_TRIES = 100
-"""Compare-and-set attempts on a user's index before :class:`IndexBusy`."""
+INDEX_WAIT = 5.0
+"""Seconds a change of a user's index keeps retrying lost compare-and-set races (with the
+lock wait's jittered backoff) before :class:`IndexBusy`."""
 _DOMAIN = b"coatcheck user index\0"
 _CLIENT_CHARS = 160
 
@@ -136,7 +139,11 @@ def _change(
     """Read the index, apply ``change`` (None: nothing to write), compare-and-set; repeat on
     a lost race. Returns the entries as written (or as read, when nothing changed)."""
     key = index_key(user)
-    for attempt in range(CAS_TRIES):
+    # the first retry at once, then the lock wait's backoff: jittered, so racing logins part
+    delays = itertools.chain([0.0], backoff(0.001, 0.05, INDEX_WAIT, clock))
+    for delay in delays:
+        if delay:
+            yield ops.Sleep(delay)
         stored: Stored | None = yield ops.Read(key)
         now = clock()
         entries = _decode(stored, now)
@@ -148,11 +155,12 @@ def _change(
         try:
             yield ops.Write(key, payload, until, expect, None)
         except VersionMismatch:
-            if attempt:
-                yield ops.Sleep(min(0.05, 0.001 * 2 ** min(attempt, 6)))
             continue
         return new
-    raise IndexBusy(f"the session index of a user kept changing; gave up after {CAS_TRIES} tries")
+    raise IndexBusy(
+        f"the session index of a user kept changing under concurrent logins; gave up after "
+        f"{INDEX_WAIT:g}s: try again"
+    )
 
 
 def client_summary(user_agent: str, network: str) -> str:
